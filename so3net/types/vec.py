@@ -128,7 +128,7 @@ class SO3vec:
 
     def packed(self) -> torch.Tensor:
         """The packed layout ``(b..., dim)``."""
-        return torch.cat([p.reshape(*self.batch, -1) for p in self.parts.values()], -1)
+        return torch.cat([p.reshape(*self.batch, p.shape[-2] * p.shape[-1]) for p in self.parts.values()], -1)
 
     def _map(self, fn) -> "SO3vec":
         return SO3vec({l: fn(l, p) for l, p in self.parts.items()}, basis=self.basis)
