@@ -63,13 +63,13 @@ def load(source, **options):
     if not os.path.exists(source):
         raise FileNotFoundError(f"{source}: no such file or folder, and not a dataset name "
                                 f"(names: {sorted(SHIPPED) + ['qm9']})")
-    if os.path.isdir(source) or tarfile.is_tarfile(source):
-        return read_qm9_xyz(source, **options)
     extension = os.path.splitext(source)[1].lower()
     if extension == ".npz":
         return _read_npz(source)
     if extension in (".xyz", ".extxyz"):
         return read_qm9_xyz(source, **options) if _is_gdb9_xyz(source) else read_extxyz(source, **options)
+    if os.path.isdir(source) or tarfile.is_tarfile(source):
+        return read_qm9_xyz(source, **options)
     raise DataFormatError(source, None, f"unrecognised format {extension or '(no extension)'!r}; "
                           f"supported: {'; '.join(FORMATS)}")
 
