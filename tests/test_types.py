@@ -173,6 +173,9 @@ def test_vec_arithmetic_and_mixing_commute_with_rotation():
     for l in range(3):
         close(lhs.parts[l], rhs.parts[l])
     assert (u * W).tau == (5, 5, 5)
+    sparse = SO3vec.randn(2, (2, 0, 1))
+    assert (sparse * {0: torch.ones(2, 3), 2: torch.ones(1, 4)}).tau == (3, 0, 4)
+    assert (sparse * [torch.ones(2, 3), None, torch.ones(1, 4)]).tau == (3, 0, 4)
 
 
 def test_vec_direct_sum_slicing_conj_inner_products():
@@ -207,6 +210,10 @@ def test_vec_misuse_messages():
         v + SO3vec.randn(3, (1, 1))
     with pytest.raises(ValueError, match=r"missing l=\[1\]"):
         v * {0: torch.eye(1)}
+    with pytest.raises(ValueError, match=r"beyond the parts"):
+        v * [torch.eye(1), torch.eye(1), torch.eye(1)]
+    with pytest.raises(TypeError, match="float64; expected torch.complex64 or torch.float32"):
+        v * [torch.eye(1, dtype=torch.float64), torch.eye(1)]
     with pytest.raises(ValueError, match=r"2l\+1 = 3 for l=1"):
         SO3vec({0: torch.zeros(2, 1, 1, dtype=torch.complex64), 1: torch.zeros(2, 5, 1, dtype=torch.complex64)})
     with pytest.raises(ValueError, match="one batch shape"):
@@ -249,4 +256,5 @@ def test_scalar_types():
         Rscalar(1j)
     t = Ctensor.randn(2, 3)
     assert t.shape == (2, 3) and (t + t).shape == (2, 3) and (t @ Ctensor.zeros(3, 1)).shape == (2, 1)
-    assert len(str(t).splitlines()) == 2 and re.fullmatch(r"\[ " + " ".join([ENTRY] * 3) + r" \]", str(t).splitlines()[0])
+    first_row = str(t).splitlines()[0]
+    assert len(str(t).splitlines()) == 2 and re.fullmatch(r"\[ " + " ".join([ENTRY] * 3) + r" \]", first_row)

@@ -89,10 +89,12 @@ def check_same_storage(a, b, op: str) -> None:
 
 
 def broadcast_batch(s1: tuple[int, ...], s2: tuple[int, ...], op: str) -> tuple[int, ...]:
-    try:
-        return tuple(torch.broadcast_shapes(torch.Size(s1), torch.Size(s2)))
-    except RuntimeError:
-        raise ValueError(f"{op}: batch shapes {s1} and {s2} do not broadcast") from None
+    """Broadcast two batch shapes by torch's rules (plain Python: torch's own error path is slow)."""
+    n = max(len(s1), len(s2))
+    a, b = (1,) * (n - len(s1)) + tuple(s1), (1,) * (n - len(s2)) + tuple(s2)
+    if any(x != y and 1 not in (x, y) for x, y in zip(a, b)):
+        raise ValueError(f"{op}: batch shapes {tuple(s1)} and {tuple(s2)} do not broadcast")
+    return tuple(y if x == 1 else x for x, y in zip(a, b))
 
 
 def fill_part(fill: str, batch: tuple[int, ...], l: int, n: int, dtype: torch.dtype, device,

@@ -6,7 +6,8 @@ A part prints one row per fragment, the 2l+1 entries m = -l..l left to right; co
     Part l=1:
     [ (1.61201,0.399771) (1.3828,0.0523187) (-0.904146,1.87065) ]
 
-A batched object prints ``Batch i:`` (``Batch (i,j):`` for several batch axes) before each sample (the first ``MAX_SAMPLES`` of them).
+A batched object prints ``Batch i:`` (``Batch (i,j):`` for several batch axes) before each
+sample (the first ``MAX_SAMPLES`` of them).
 """
 from __future__ import annotations
 

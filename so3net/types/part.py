@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import (batch_tuple, check_basis, check_degree, check_part_tensor, check_same_storage,
+from ._checks import (batch_tuple, broadcast_batch, check_basis, check_degree, check_part_tensor, check_same_storage,
                       fill_part, resolve_dtype)
 from ._format import dtype_name, format_samples, part_block
 from .rotation import check_block, check_rotation, rotation_block
@@ -167,9 +167,10 @@ class SO3part:
                 got = f"l={o.l}" if isinstance(o, SO3part) else type(o).__name__
                 raise ValueError(f"oplus needs SO3parts of degree l={self.l}, got {got}")
             check_same_storage(self, o, "oplus")
-        parts = [self.data] + [o.data for o in others]
-        shape = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
-        return self._new(torch.cat([p.expand(*shape, p.shape[-1]) for p in parts], -1))
+        parts, batch = [self.data] + [o.data for o in others], self.batch
+        for o in others:
+            batch = broadcast_batch(batch, o.batch, "oplus")
+        return self._new(torch.cat([p.expand(*batch, *p.shape[-2:]) for p in parts], -1))
 
     def inp(self, other: "SO3part") -> torch.Tensor:
         """Per-fragment inner product ``sum_m conj(self[m, i]) other[m, i]``, shape ``(b..., n)``."""

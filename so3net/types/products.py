@@ -39,6 +39,7 @@ from ..kernels.dispatch import cg_product as _dispatch_cg_product
 from ..plan import CGPlan, cg_plan
 from ._checks import broadcast_batch, check_degree, check_same_storage
 from .part import SO3part
+from .rotation import require_real_basis
 from .sotype import SO3type, check_maxl
 from .vec import SO3vec
 
@@ -90,6 +91,8 @@ def _product(x, y, kind: str, maxl, normalized: bool, l, op: str):
 
 
 def _plan(tau1, tau2, maxl, kind: str, basis: str, op: str) -> CGPlan:
+    if basis == "real":
+        require_real_basis(op)
     try:
         return cg_plan(tuple(tau1), tuple(tau2), maxl, kind, basis)
     except ValueError as err:  # the plan names the offending block; say which product and types

@@ -43,6 +43,15 @@ def _to_real_basis(l: int, D: torch.Tensor) -> torch.Tensor:
     return Q @ D @ Q.conj().transpose(-1, -2)
 
 
+def require_real_basis(what: str) -> None:
+    """Real-basis products need ``so3net.basis.real_cg_block`` (the tables Q C Q^†)."""
+    try:
+        from ..basis import real_cg_block  # noqa: F401
+    except ImportError as err:
+        raise RuntimeError(f"{what} in the real basis needs so3net.basis.real_cg_block (the real-basis CG tables), "
+                           f"which is not available in this build; use the complex basis") from err
+
+
 def check_block(D, l: int, what: str = "apply") -> torch.Tensor:
     if not isinstance(D, torch.Tensor) or D.dim() < 2 or tuple(D.shape[-2:]) != (2 * l + 1, 2 * l + 1):
         shape = tuple(D.shape) if isinstance(D, torch.Tensor) else type(D).__name__

@@ -18,6 +18,7 @@ import numbers
 
 import torch
 
+from ._checks import broadcast_batch
 from ._format import dtype_name, rows
 
 __all__ = ["Rscalar", "Cscalar", "Ctensor"]
@@ -158,8 +159,8 @@ def scalar_factor(s, batch: tuple[int, ...], dtype: torch.dtype, device) -> torc
     if s.device != torch.device(device):
         raise ValueError(f"scalar is on {s.device} but the data is on {device}")
     try:
-        torch.broadcast_shapes(s.shape, torch.Size(batch))
-    except RuntimeError:
+        broadcast_batch(tuple(s.shape), batch, "scale")
+    except ValueError:
         raise ValueError(f"a tensor factor must broadcast against the batch shape {batch} (one scalar per "
                          f"sample), got shape {tuple(s.shape)}") from None
     return s.to(dtype)[..., None, None]

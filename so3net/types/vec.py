@@ -192,14 +192,22 @@ class SO3vec:
         return self._map(lambda l, p: p / factor)
 
     def mix(self, W) -> "SO3vec":
-        """Per-l fragment mixing ``F^l @ W[l]``; W is a dict or a list indexed by l (all l = 0..L)."""
-        missing = [l for l in self.parts if not _has(W, l)]
-        if missing:
-            raise ValueError(f"weights must cover every l = 0..{self.maxl} of type {self.tau}; missing l={missing}")
-        extra = [l for l in (W if isinstance(W, dict) else range(len(W))) if l not in self.parts]
+        """Per-l fragment mixing ``F^l @ W[l]``, W a dict or a list indexed by l with a matrix
+        ``(..., tau[l], n_out)`` for every present part; absent parts (tau[l] = 0) may have no entry
+        (or None) and stay absent."""
+        keys = list(W) if isinstance(W, dict) else list(range(len(W)))
+        extra = [l for l in keys if l not in self.parts]
         if extra:
             raise ValueError(f"weights given for l={extra}, beyond the parts l = 0..{self.maxl} of type {self.tau}")
-        return self._map(lambda l, p: p @ check_weight(W[l], l, p.shape[-1], self.dtype, self.device))
+        missing = [l for l, p in self.parts.items() if p.shape[-1] and (l not in keys or W[l] is None)]
+        if missing:
+            raise ValueError(f"weights must cover every present part of type {self.tau}; missing l={missing}")
+
+        def mixed(l, p):
+            if l not in keys or W[l] is None:
+                return p
+            return p @ check_weight(W[l], l, p.shape[-1], self.dtype, self.device)
+        return self._map(mixed)
 
     __matmul__ = mix
 
