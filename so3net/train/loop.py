@@ -1,0 +1,212 @@
+"""The training loop: energy and force losses, AMSGrad with a cosine schedule, checkpoints each epoch,
+``resume``, metrics CSV, learning curve, best model, and data-parallel training over
+``torch.distributed`` (launched with ``torchrun``; gloo on CPU, NCCL on GPU).
+
+Data parallelism: every global batch (``batch_size`` molecules) is cut into ``world_size``
+contiguous parts (:func:`so3net.data.batch_indices`); each rank's loss is its share of the
+single-process loss of the whole batch (sums divided by the global counts), and gradients are
+summed over ranks with ``all_reduce``, so after N steps all ranks hold the parameters that one
+process would reach on the combined batches. Only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..data import batch_indices, iterate_batches, load
+from ..models import Cormorant
+from .config import TrainConfig
+from .potential import Potential, fit_energy_reference
+from .report import append_csv, evaluate, plot_learning_curve, write_json
+
+__all__ = ["Trainer", "train"]
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best_model.pt"
+
+
+class Trainer:
+    """Train a Cormorant potential as described by a :class:`TrainConfig`."""
+
+    def __init__(self, config: TrainConfig, rank: int = 0, world_size: int = 1, log=print):
+        self.cfg, self.rank, self.world_size, self.log = config, rank, world_size, log
+        if config.batch_size < world_size:
+            raise ValueError(f"batch_size {config.batch_size} is smaller than the {world_size} processes")
+        torch.manual_seed(config.seed)
+        data = load(config.data)
+        self.split = data.split(config.n_train, config.n_valid, config.n_test, config.seed)
+        train = self.split.train
+        if train.energies is None:
+            raise ValueError(f"{config.data}: training needs energies, the data has none")
+        if config.force_weight > 0 and train.forces is None:
+            raise ValueError(f"{config.data}: force_weight > 0 but the data has no forces; set force_weight = 0")
+        self.dtype = getattr(torch, config.dtype)
+        model = Cormorant(config.preset, **config.model).to(self.dtype).to(config.device)
+        reference = fit_energy_reference(train, model.config.species)
+        self.potential = Potential(model, reference, train.units).to(config.device)
+        residual = train.energies - _composition_energy(train, model.config.species, reference)
+        self.var_e = float(max(residual.var(), 1e-12))
+        self.var_f = float(max(train.forces.var(), 1e-12)) if train.forces is not None else 1.0
+        model.set_energy_reference(scale=math.sqrt(self.var_e))
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, amsgrad=True,
+                                          weight_decay=config.weight_decay)
+        self.steps_per_epoch = len(batch_indices(len(train), config.batch_size, shuffle=False))
+        total = self.steps_per_epoch * config.epochs
+        floor = config.lr_min / config.lr
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        self.epoch, self.history, self.best = 0, [], float("inf")
+
+    # ------------------------------------------------------------- persistence
+    def path(self, name: str) -> str:
+        return os.path.join(self.cfg.run_dir, name)
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        state = {"potential": self.potential.to_checkpoint(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "history": self.history,
+                 "best": self.best, "config": self.cfg.to_dict(), "torch_rng": torch.get_rng_state()}
+        tmp = self.path(CHECKPOINT + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path(CHECKPOINT))  # a kill mid-write leaves the previous checkpoint intact
+
+    def restore(self) -> None:
+        path = self.path(CHECKPOINT)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+        state = torch.load(path, map_location=self.cfg.device, weights_only=False)
+        self.potential.model.load_state_dict(state["potential"]["model_state"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.history, self.best = state["epoch"], state["history"], state["best"]
+        torch.set_rng_state(state["torch_rng"])
+
+    # ------------------------------------------------------------- one step
+    def loss(self, b, counts: tuple[int, int]) -> torch.Tensor:
+        """This rank's share of the normalised loss of the global batch (``counts`` = global
+        molecules, global atoms)."""
+        cfg, model = self.cfg, self.potential.model
+        pos = b.positions.to(self.dtype)
+        target_e = (b.energies - self.potential.reference_energy(b.species, b.batch, b.n_molecules)).to(self.dtype)
+        if cfg.force_weight > 0:
+            energies, forces = model.energy_and_forces(pos, b.species, b.batch, create_graph=True)
+            f_term = ((forces - b.forces.to(self.dtype)) ** 2).sum() / (3 * counts[1] * self.var_f)
+        else:
+            energies, f_term = model(pos, b.species, b.batch), 0.0
+        e_term = ((energies - target_e) ** 2).sum() / (counts[0] * self.var_e)
+        return cfg.energy_weight * e_term + cfg.force_weight * f_term
+
+    def step(self, b) -> float:
+        counts = torch.tensor([b.n_molecules, b.positions.shape[0]], dtype=torch.float64)
+        if self.world_size > 1:
+            dist.all_reduce(counts)
+        self.optimizer.zero_grad(set_to_none=False)
+        loss = self.loss(b, (int(counts[0]), int(counts[1])))
+        loss.backward()
+        value = loss.detach().clone()
+        if self.world_size > 1:
+            for p in self.potential.model.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+            dist.all_reduce(value)
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(value)
+
+    # ------------------------------------------------------------- epochs
+    def run_epoch(self) -> float:
+        cfg = self.cfg
+        batches = iterate_batches(self.split.train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=self.epoch,
+                                  rank=self.rank, world_size=self.world_size, dtype=torch.float64,
+                                  device=cfg.device)
+        bar = _progress(batches, self.steps_per_epoch, f"epoch {self.epoch + 1}/{cfg.epochs}",
+                        cfg.progress and self.rank == 0)
+        total = 0.0
+        for i, b in enumerate(bar, 1):
+            total += self.step(b)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{total / i:.4g}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+        return total / max(self.steps_per_epoch, 1)
+
+    def fit(self, resume: bool = False) -> dict:
+        """Train until ``epochs`` or ``time_limit``; return the test metrics of the best model."""
+        cfg = self.cfg
+        if self.rank == 0:
+            os.makedirs(cfg.run_dir, exist_ok=True)
+        if resume:
+            self.restore()
+        start = time.time()
+        while self.epoch < cfg.epochs:
+            train_loss = self.run_epoch()
+            self.epoch += 1
+            row = {"epoch": self.epoch, "train_loss": train_loss, "lr": self.scheduler.get_last_lr()[0],
+                   "seconds": time.time() - start}
+            if len(self.split.valid):
+                v = evaluate(self.potential, self.split.valid, forces=self.split.valid.forces is not None)
+                row.update(valid_energy_mae=v["energy_mae"], valid_force_mae=v.get("force_mae", float("nan")))
+                score = v["energy_mae"] / math.sqrt(self.var_e) + v.get("force_mae", 0.0) / math.sqrt(self.var_f)
+            else:
+                score = train_loss
+            self.history.append(row)
+            if self.rank == 0:
+                self._record(row, score)
+            if cfg.time_limit is not None and time.time() - start > cfg.time_limit:
+                self.log(f"time limit of {cfg.time_limit:.0f} s reached after epoch {self.epoch}")
+                break
+        return self.finish()
+
+    def _record(self, row: dict, score: float) -> None:
+        if score < self.best:
+            self.best = score
+            torch.save(self.potential.to_checkpoint(), self.path(BEST))
+        self.save()
+        append_csv(self.path("metrics.csv"), row)
+        plot_learning_curve(self.history, self.path("learning_curve.png"), self.split.train.units)
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",))
+        self.log(f"epoch {row['epoch']}: {summary}")
+
+    def finish(self) -> dict:
+        if self.rank != 0:
+            return {"test": None, "epochs": self.epoch, "data": self.cfg.data}
+        best = self.path(BEST)
+        potential = Potential.load(best, self.cfg.device) if os.path.exists(best) else self.potential
+        test = evaluate(potential, self.split.test, forces=self.split.test.forces is not None)
+        result = {"test": test, "epochs": self.epoch, "data": self.cfg.data, "best_model": best}
+        write_json(self.path("metrics.json"), result)
+        return result
+
+
+def _composition_energy(dataset, species, reference) -> np.ndarray:
+    column = {z: i for i, z in enumerate(species)}
+    per_atom = np.asarray(reference)[[column[z] for z in dataset.species.tolist()]]
+    mol = np.repeat(np.arange(len(dataset)), dataset.counts)
+    return np.bincount(mol, weights=per_atom, minlength=len(dataset))
+
+
+def _progress(iterable, total, desc, enabled):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def train(config: TrainConfig, resume: bool = False) -> dict:
+    """Train (in every process of a ``torchrun`` launch, if any) and return the test metrics."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = 0
+    if world_size > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if config.device.startswith("cuda") else "gloo")
+        rank = dist.get_rank()
+    try:
+        return Trainer(config, rank, world_size).fit(resume=resume)
+    finally:
+        if world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
