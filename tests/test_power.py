@@ -6,11 +6,13 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+import so3net.graph as G
 from so3net.kernels.torch_cg import cg_product
 from so3net.plan import cg_plan
 from so3net.power import CGpower, power_program, sym_power_multiplicities
 from so3net.power.characters import irrep_character, sym_power_character, type_character
 from so3net.power.contraction import SymmetricContraction, contraction_program, symmetric_contraction
+from so3net.types import SO3vec
 from so3net.wigner import random_rotation, wigner_D_from_matrix
 
 SETTINGS = settings(max_examples=12, deadline=None)
@@ -143,7 +145,8 @@ def columns(packed, tau, L, batch):
     return packed[:, start:start + (2 * L + 1) * n].reshape(batch * (2 * L + 1), n).numpy()
 
 
-@pytest.mark.parametrize("tau,k", [((1, 1, 1), 2), ((2, 1), 3), ((1, 1, 1), 3), ((1, 1), 4), ((0, 2), 4)])
+@pytest.mark.parametrize("tau,k", [((1, 1, 1), 2), ((2, 1), 3), ((1, 1, 1), 3), ((1, 1), 4),
+                                   pytest.param((0, 2), 4, marks=pytest.mark.slow)])
 def test_independent_and_spans_symmetrised_full_product(tau, k):
     program = power_program(tau, (k,))
     batch = 2 * max(program.out_type(k)) + 16
@@ -182,8 +185,53 @@ def test_errors_say_what_was_expected():
         CGpower({0: v[0], 1: v[1][..., :2, :]}, 2)
     with pytest.raises(ValueError, match="not all 0"):
         power_program((0, 0), (2,))
-    with pytest.raises(TypeError, match="SO3vec or a dict"):
+    with pytest.raises(TypeError, match="expects an SO3vec, a Variable holding one"):
         CGpower(torch.zeros(3), 2)
+
+
+def test_so3vec_in_so3vec_out():
+    v = SO3vec.randn(3, (1, 2, 1), dtype=torch.complex128)
+    out = CGpower(v, 3, maxl=3)
+    assert isinstance(out, SO3vec) and tuple(out.tau) == sym_power_multiplicities((1, 2, 1), 3, 3)
+    from_dict = CGpower(dict(v.parts), 3, maxl=3)
+    for L in range(4):
+        torch.testing.assert_close(out.parts[L], from_dict[L], rtol=0, atol=0)
+    R = random_rotation(dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    rotated = CGpower(v.rotate(R), 3, maxl=3)
+    for L in range(4):
+        torch.testing.assert_close(rotated.parts[L], out.rotate(R).parts[L], rtol=1e-10, atol=1e-10)
+
+
+def test_engine_op_matches_torch_autograd_to_second_order():
+    v = SO3vec.randn(2, (1, 1), dtype=torch.complex128)
+    g = CGpower(v, 3)
+    cotangent = SO3vec({l: torch.randn_like(p) for l, p in g.parts.items()})
+    u = G.SO3vecVar(v)
+    z = CGpower(u, 3)
+    assert tuple(z.value.tau) == tuple(g.tau)
+    (grad,) = G.grad([z], [u], [cotangent], create_graph=True)
+    leaves = {l: p.clone().requires_grad_() for l, p in v.parts.items()}
+    out = CGpower(leaves, 3)
+    loss = sum((out[l] * cotangent.parts[l].conj()).real.sum() for l in out)
+    torch_grad = torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
+    for l, tg in enumerate(torch_grad):
+        torch.testing.assert_close(grad.value.parts[l], tg, rtol=1e-10, atol=1e-10)
+    second = G.grad([G.norm2(grad).sum()], [u])[0]
+    torch_second = torch.autograd.grad(sum((t.abs() ** 2).sum() for t in torch_grad), list(leaves.values()))
+    for l, ts in enumerate(torch_second):
+        torch.testing.assert_close(second.value.parts[l], ts, rtol=1e-9, atol=1e-9)
+
+
+def test_neural_net_records_cgpower():
+    class Cube(G.NeuralNet):
+        def __init__(self):
+            super().__init__()
+            self.output = CGpower(G.Input(), 3, maxl=2)
+
+    v = SO3vec.randn(2, (1, 1), dtype=torch.complex128)
+    out = Cube()(v)
+    for L in range(3):
+        torch.testing.assert_close(out.parts[L], CGpower(v, 3, maxl=2).parts[L], rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------------- weighted contraction

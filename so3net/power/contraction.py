@@ -22,9 +22,25 @@ import math
 
 import torch
 
+from ..types import SO3vec
 from .program import PowerProgram, power_program
 
-__all__ = ["symmetric_contraction", "SymmetricContraction", "contraction_program"]
+__all__ = ["symmetric_contraction", "SymmetricContraction", "contraction_program", "to_channelwise",
+           "from_channelwise"]
+
+
+def to_channelwise(v: SO3vec) -> torch.Tensor:
+    """SO3vec of type (C, ..., C), parts (B, 2l+1, C) -> channel-wise packed (B, C, Σ_l (2l+1))."""
+    counts = set(v.tau)
+    if len(counts) != 1 or len(v.batch) != 1:
+        raise ValueError(f"the channel-wise contraction needs an SO3vec of type (C, ..., C) with one batch "
+                         f"dimension, got type {v.tau} and batch {v.batch}")
+    return torch.cat([v.parts[l].transpose(-1, -2) for l in range(len(v.tau))], -1)
+
+
+def from_channelwise(x: torch.Tensor, maxl: int, basis: str = "complex") -> SO3vec:
+    """Channel-wise packed (B, C, Σ_{l<=maxl} (2l+1)) -> SO3vec of type (C, ..., C)."""
+    return SO3vec({l: x[:, :, l * l:(l + 1) ** 2].transpose(1, 2) for l in range(maxl + 1)}, basis=basis)
 
 
 def contraction_program(lmax_in: int, correlation: int, maxl: int, basis: str = "complex") -> PowerProgram:
@@ -46,12 +62,12 @@ def _check(x: torch.Tensor, weights, program: PowerProgram) -> None:
                              f"got {tuple(w.shape)}")
 
 
-def symmetric_contraction(x: torch.Tensor, weights, program: PowerProgram, backend: str | None = None) -> torch.Tensor:
+def symmetric_contraction(x: torch.Tensor, weights, program: PowerProgram) -> torch.Tensor:
     """``B = Σ_ν w^(ν) · Sym^ν(x)`` channel-wise (module docstring); per-sample ``weights[i]`` of
     shape (B, n_ν, C) for ``ν = program.degrees[i]``. Returns (B, C, Σ_{L<=maxl} (2L+1))."""
     _check(x, weights, program)
     B, C, dim = x.shape
-    levels = program.levels(x.reshape(B * C, dim), backend)
+    levels = program.levels(x.reshape(B * C, dim))
     outs = [0] * (program.maxl + 1)
     for j, w in zip(program.degrees, weights):
         packed = program.output(levels, j).reshape(B, C, -1)
@@ -93,5 +109,9 @@ class SymmetricContraction(torch.nn.Module):
         raise ValueError(f"species must be element indices (B,) or weights (B, {self.num_elements}), "
                          f"got {tuple(species.shape)} of {species.dtype}")
 
-    def forward(self, x: torch.Tensor, species: torch.Tensor, backend: str | None = None) -> torch.Tensor:
-        return symmetric_contraction(x, self.sample_weights(species), self.program, backend)
+    def forward(self, x, species: torch.Tensor):
+        """Channel-wise packed ``x (B, C, dim)`` -> ``(B, C, dim_out)``; or an SO3vec of type
+        (C, ..., C) with parts (B, 2l+1, C) -> an SO3vec of type (C, ..., C) (l <= maxl)."""
+        if isinstance(x, SO3vec):
+            return from_channelwise(self.forward(to_channelwise(x), species), self.program.maxl, x.basis)
+        return symmetric_contraction(x, self.sample_weights(species), self.program)

@@ -67,12 +67,15 @@ class PowerProgram:
         return tuple(level[L] if L < len(level) else 0 for L in range(self.maxl + 1))
 
     # ------------------------------------------------------------------ execution
-    def levels(self, x: torch.Tensor, backend: str | None = None) -> list[torch.Tensor]:
-        """All levels ``[v, level 2, ..., level K]`` for packed ``x (B, dim(tau))``."""
-        from ..kernels.dispatch import cg_product
+    def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """All levels ``[v, level 2, ..., level K]`` for packed ``x (B, dim(tau))``, evaluated by the
+        kernels (the backend chosen by :mod:`so3net.kernels.dispatch`) through the torch bridge
+        :func:`so3net.graph.bridge.cg_product`, so they are differentiable to any order and the
+        backward of each step is the pair of CG products of its backward plans."""
+        from ..graph.bridge import cg_product
         levels = [x]
         for plan in self.plans:
-            levels.append(cg_product(levels[-1], x, plan, backend=backend))
+            levels.append(cg_product(levels[-1], x, plan))
         return levels
 
     def output(self, levels: list[torch.Tensor], j: int) -> torch.Tensor:
@@ -80,9 +83,9 @@ class PowerProgram:
         dim = packed_offsets(self.out_type(j))[1]
         return levels[j - 1][:, :dim]
 
-    def __call__(self, x: torch.Tensor, backend: str | None = None) -> list[torch.Tensor]:
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Packed outputs, one per compiled degree (in the order of ``degrees``)."""
-        levels = self.levels(x, backend)
+        levels = self.levels(x)
         return [self.output(levels, j) for j in self.degrees]
 
     # ------------------------------------------------------------------ cost model
@@ -151,8 +154,9 @@ def power_program(tau, degrees=(2,), maxl: int | None = None, basis: str = "comp
     plans, multisets = [], [_input_multisets(fragment_l, tau)]
     level_tau = tau
     for j in range(2, degrees[-1] + 1):
+        width = maxl + 1 if j in degrees else 0
         plan, level_multisets = _level_plan(j, required[j], fragment_l, channel, positions, level_tau, tau,
-                                            maxl, basis)
+                                            width, basis)
         plans.append(plan)
         multisets.append(level_multisets)
         level_tau = plan.tau_out
@@ -188,8 +192,9 @@ def _required_fragments(fragment_l, degrees, maxl) -> dict[int, dict]:
     return required
 
 
-def _level_plan(j, required, fragment_l, channel, positions, prev_tau, tau, maxl, basis):
-    """The CGPlan of level j and the multisets of its fragments; fills ``positions`` for level j."""
+def _level_plan(j, required, fragment_l, channel, positions, prev_tau, tau, width, basis):
+    """The CGPlan of level j and the multisets of its fragments; fills ``positions`` for level j.
+    The output type has at least ``width`` entries (zero counts included)."""
     entries = []
     for (M, L), indices in required.items():
         kept, _ = local_basis(pattern_of(M, fragment_l), L)
@@ -208,7 +213,7 @@ def _level_plan(j, required, fragment_l, channel, positions, prev_tau, tau, maxl
         positions.setdefault(M, {})[(L, i)] = out
         blocks.setdefault((l_prev, l_in, L), []).append((left, c, out))
         level_multisets.setdefault(L, []).append(M)
-    top_l = max(counts) if counts else 0
+    top_l = max(max(counts) if counts else 0, width - 1)
     tau_out = tuple(counts.get(L, 0) for L in range(top_l + 1))
     paths = tuple(Path(l1, l2, L, *(tuple(col) for col in zip(*rows)))
                   for (l1, l2, L), rows in sorted(blocks.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])))
