@@ -1,8 +1,16 @@
 """so3net: SO(3)-equivariant neural networks in Fourier space.
 
-Public API only; see docs/conventions.md for the fixed conventions.
+The public API (names from DESIGN.md; see docs/conventions.md for every convention).
+``CGproduct``, ``DiagCGproduct`` and ``CGsquare`` accept plain ``SO3vec``/``SO3part`` (eager, torch
+autograd) and engine Variables (``SO3vecVar``, ``Input``), where they record a node.
 """
 from .cg import clebsch_gordan, cg_block, cg_sparse
 from .wigner import wigner_D, wigner_d, wigner_D_from_matrix, random_rotation
+from .plan import cg_plan, CGPlan
+from .types import SO3type, SO3part, SO3vec, Rscalar, Cscalar, Ctensor, cat, oplus
+from .graph import (CGproduct, DiagCGproduct, CGsquare, NeuralNet, Input, SO3vecVar, Parameter, Variable,
+                    grad, no_grad)
+from .power import CGpower
+from . import data, graph, kernels, models, nn, power, types
 
 __version__ = "0.1.0"
