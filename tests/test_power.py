@@ -235,48 +235,57 @@ def test_neural_net_records_cgpower():
 
 
 # ----------------------------------------------------------------------------- weighted contraction
-def channelwise(parts):
-    """(B, 2l+1, C) parts -> channel-wise packed (B, C, sum 2l+1)."""
-    return torch.cat([p.transpose(1, 2) for _, p in sorted(parts.items())], 2)
-
-
 def test_contraction_equals_weighted_sum_of_cgpowers():
-    C, lmax, K, maxl = 3, 2, 3, 2
-    parts = random_parts((C,) * (lmax + 1), batch=(5,), seed=11)
+    C, lmax, K, maxl, B = 3, 2, 3, 2, 5
+    x = SO3vec.randn(B, (C,) * (lmax + 1), dtype=torch.complex128)
     module = SymmetricContraction(C, lmax, K, maxl, num_elements=2, dtype=torch.float64)
     species = torch.tensor([0, 1, 1, 0, 1])
-    out = module(channelwise(parts), species)
+    out = module(x, species)
+    assert tuple(out.tau) == (C,) * (maxl + 1)
     for c in range(C):
-        v = {l: p[..., c:c + 1] for l, p in parts.items()}
-        expected = 0
+        power_input = {l: p[..., c:c + 1] for l, p in x.parts.items()}
+        expected = {L: 0 for L in range(maxl + 1)}
         for j, W in zip(module.program.degrees, module.weights):
-            power = CGpower(v, j, maxl)
+            power = CGpower(power_input, j, maxl)
             w = W[species][:, :, c].to(torch.complex128)                       # (B, n_j)
             starts = np.cumsum([0] + list(module.program.out_type(j)))
-            expected = expected + torch.cat([
-                torch.einsum("bmn,bn->bm", power[L], w[:, starts[L]:starts[L + 1]])
-                for L in range(maxl + 1)], 1)
-        torch.testing.assert_close(out[:, c], expected, rtol=1e-12, atol=1e-12)
+            for L in range(maxl + 1):
+                expected[L] = expected[L] + torch.einsum("bmn,bn->bm", power[L], w[:, starts[L]:starts[L + 1]])
+        for L in range(maxl + 1):
+            torch.testing.assert_close(out.parts[L][..., c], expected[L], rtol=1e-12, atol=1e-12)
 
 
 def test_contraction_equivariant_and_onehot_equals_index():
     C, lmax, K, maxl = 4, 2, 3, 2
-    parts = random_parts((C,) * (lmax + 1), batch=(6,), seed=5)
+    x = SO3vec.randn(6, (C,) * (lmax + 1), dtype=torch.complex128)
     module = SymmetricContraction(C, lmax, K, maxl, num_elements=3, dtype=torch.float64)
     species = torch.tensor([2, 0, 1, 1, 0, 2])
-    out = module(channelwise(parts), species)
-    onehot = torch.nn.functional.one_hot(species, 3).double()
-    torch.testing.assert_close(module(channelwise(parts), onehot), out, rtol=1e-12, atol=1e-12)
+    out = module(x, species)
+    by_onehot = module(x, torch.nn.functional.one_hot(species, 3).double())
     R = random_rotation(dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    rotated = module(channelwise(rotate(parts, R)), species)
-    out_parts = {L: out[:, :, L * L:(L + 1) ** 2].transpose(1, 2) for L in range(maxl + 1)}
-    expected = channelwise(rotate(out_parts, R))
-    torch.testing.assert_close(rotated, expected, rtol=1e-10, atol=1e-10)
+    rotated, expected = module(x.rotate(R), species), out.rotate(R)
+    for L in range(maxl + 1):
+        torch.testing.assert_close(by_onehot.parts[L], out.parts[L], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(rotated.parts[L], expected.parts[L], rtol=1e-10, atol=1e-10)
+
+
+def test_contraction_homogeneous_per_degree():
+    x = SO3vec.randn(3, (2, 2, 2), dtype=torch.complex128)
+    module = SymmetricContraction(2, 2, 3, 2, dtype=torch.float64)
+    for j in (1, 2, 3):
+        with torch.no_grad():
+            for i, w in enumerate(module.weights):
+                w.mul_(float(i == j - 1))
+        t = 0.6 + 0.3j
+        scaled, out = module(x * t, torch.zeros(3, dtype=torch.long)), module(x, torch.zeros(3, dtype=torch.long))
+        for L in range(3):
+            torch.testing.assert_close(scaled.parts[L], t ** j * out.parts[L], rtol=1e-10, atol=1e-12)
+        module = SymmetricContraction(2, 2, 3, 2, dtype=torch.float64)
 
 
 def test_contraction_backward_matches_finite_differences():
     program = contraction_program(1, 3, 1)
-    x = torch.randn(2, 2, 4, dtype=torch.complex128, requires_grad=True)
+    x = torch.randn(2, 2 * 4, dtype=torch.complex128, requires_grad=True)
     weights = [torch.randn(2, sum(program.out_type(j)), 2, dtype=torch.complex128, requires_grad=True)
                for j in program.degrees]
     torch.autograd.gradcheck(lambda x, *w: symmetric_contraction(x, list(w), program), [x, *weights])
@@ -284,8 +293,9 @@ def test_contraction_backward_matches_finite_differences():
 
 def test_contraction_rejects_wrong_shapes():
     program = contraction_program(2, 3, 2)
-    with pytest.raises(ValueError, match=r"\(B, C, 9\)"):
-        symmetric_contraction(torch.zeros(2, 3, 4, dtype=torch.complex64), [], program)
+    with pytest.raises(ValueError, match=r"\(B, C \* 9\)"):
+        symmetric_contraction(torch.zeros(2, 13, dtype=torch.complex64), [], program)
     with pytest.raises(ValueError, match="weights of degree 1"):
-        symmetric_contraction(torch.zeros(2, 3, 9, dtype=torch.complex64),
-                              [torch.zeros(2, 1, 3)] * 3, program)
+        symmetric_contraction(torch.zeros(2, 27, dtype=torch.complex64), [torch.zeros(2, 1, 3)] * 3, program)
+    with pytest.raises(ValueError, match="C channels per l"):
+        symmetric_contraction(SO3vec.randn(2, (3, 2, 3)), [], program)

@@ -8,39 +8,31 @@ Channel-wise: every sample b and channel c carries its own SO(3)-vector x_{b,c} 
 where f runs over the fragments of Sym^ν at degree L (exactly its character multiplicity, see
 :mod:`so3net.power.program`) and the weights are given per sample — MACE selects them by chemical
 element: ``w_b = W[species_b]``. Since the weights only mix fragments of one L, B is equivariant
-for any weights, and a degree-ν polynomial in x.
+for any weights, and a polynomial of degree <= K in x.
 
-Layouts. Channel-wise packed features are ``(B, C, dim)`` with ``dim = Σ_l (2l+1)`` (parts in l
-order, the packed layout of :mod:`so3net.plan` for one fragment per l); the output is
-``(B, C, Σ_{L<=maxl} (2L+1))`` likewise. Weights of degree ν are ``(B, n_ν, C)`` (per sample) or
+Layouts. The input is an SO3vec of type (C, ..., C) (parts (B, 2l+1, C), channels as fragments)
+or its packed form ``(B, C · Σ_l (2l+1))``; the output is an SO3vec of type (C, ..., C) with
+L = 0..maxl (or its packed form). Weights of degree ν are ``(B, n_ν, C)`` (per sample) or
 ``(E, n_ν, C)`` (per element) with ``n_ν = Σ_L mult_ν(L)``, fragments in the order of the packed
 degree-ν output (L ascending, then the program's fragment order).
+
+Execution. The program for one fragment per l is *expanded over channels*: fragment f of a
+level becomes fragments f·C + c, and every CG path pairs channel c only with channel c. The
+expanded plans run through the same kernels and torch bridge as every other product.
 """
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 
+from ..graph.bridge import cg_product
+from ..plan import CGPlan, Path, packed_offsets
 from ..types import SO3vec
 from .program import PowerProgram, power_program
 
-__all__ = ["symmetric_contraction", "SymmetricContraction", "contraction_program", "to_channelwise",
-           "from_channelwise"]
-
-
-def to_channelwise(v: SO3vec) -> torch.Tensor:
-    """SO3vec of type (C, ..., C), parts (B, 2l+1, C) -> channel-wise packed (B, C, Σ_l (2l+1))."""
-    counts = set(v.tau)
-    if len(counts) != 1 or len(v.batch) != 1:
-        raise ValueError(f"the channel-wise contraction needs an SO3vec of type (C, ..., C) with one batch "
-                         f"dimension, got type {v.tau} and batch {v.batch}")
-    return torch.cat([v.parts[l].transpose(-1, -2) for l in range(len(v.tau))], -1)
-
-
-def from_channelwise(x: torch.Tensor, maxl: int, basis: str = "complex") -> SO3vec:
-    """Channel-wise packed (B, C, Σ_{l<=maxl} (2l+1)) -> SO3vec of type (C, ..., C)."""
-    return SO3vec({l: x[:, :, l * l:(l + 1) ** 2].transpose(1, 2) for l in range(maxl + 1)}, basis=basis)
+__all__ = ["symmetric_contraction", "SymmetricContraction", "contraction_program", "channelwise_plans"]
 
 
 def contraction_program(lmax_in: int, correlation: int, maxl: int, basis: str = "complex") -> PowerProgram:
@@ -48,46 +40,72 @@ def contraction_program(lmax_in: int, correlation: int, maxl: int, basis: str = 
     return power_program((1,) * (lmax_in + 1), tuple(range(1, correlation + 1)), maxl, basis)
 
 
-def _check(x: torch.Tensor, weights, program: PowerProgram) -> None:
-    dim = program.plans[0].dim2 if program.plans else sum(2 * l + 1 for l in range(len(program.tau)))
-    if x.dim() != 3 or x.shape[2] != dim:
-        raise ValueError(f"x must be channel-wise packed (B, C, {dim}) for lmax_in={len(program.tau) - 1}, "
-                         f"got {tuple(x.shape)}")
+def _expand(plan: CGPlan, C: int) -> CGPlan:
+    paths = []
+    for p in plan.paths:
+        rows = [(a * C + c, b * C + c, o * C + c) for a, b, o in zip(p.left, p.right, p.out) for c in range(C)]
+        paths.append(Path(p.l1, p.l2, p.l, *(tuple(col) for col in zip(*rows))))
+    scale = lambda tau: tuple(C * n for n in tau)  # noqa: E731
+    return CGPlan(plan.kind, scale(plan.tau1), scale(plan.tau2), scale(plan.tau_out), plan.maxl, plan.basis,
+                  tuple(paths), name=f"{plan.name} x{C} channels")
+
+
+@lru_cache(maxsize=64)
+def channelwise_plans(lmax_in: int, correlation: int, maxl: int, channels: int, basis: str = "complex"):
+    """The plans of :func:`contraction_program` expanded over ``channels`` (module docstring)."""
+    program = contraction_program(lmax_in, correlation, maxl, basis)
+    return tuple(_expand(plan, channels) for plan in program.plans)
+
+
+def _check(x: torch.Tensor, weights, program: PowerProgram) -> int:
+    dim = packed_offsets(program.tau)[1]
+    if x.dim() != 2 or x.shape[1] % dim:
+        raise ValueError(f"x must be packed (B, C * {dim}) for lmax_in={len(program.tau) - 1}, got {tuple(x.shape)}")
+    C = x.shape[1] // dim
     if len(weights) != len(program.degrees):
         raise ValueError(f"need one weight tensor per degree {program.degrees}, got {len(weights)}")
     for j, w in zip(program.degrees, weights):
         n = sum(program.out_type(j))
-        if w.shape != (x.shape[0], n, x.shape[1]):
-            raise ValueError(f"weights of degree {j} must have shape (B, n, C) = {(x.shape[0], n, x.shape[1])}, "
+        if tuple(w.shape) != (x.shape[0], n, C):
+            raise ValueError(f"weights of degree {j} must have shape (B, n, C) = {(x.shape[0], n, C)}, "
                              f"got {tuple(w.shape)}")
+    return C
 
 
-def symmetric_contraction(x: torch.Tensor, weights, program: PowerProgram) -> torch.Tensor:
-    """``B = Σ_ν w^(ν) · Sym^ν(x)`` channel-wise (module docstring); per-sample ``weights[i]`` of
-    shape (B, n_ν, C) for ``ν = program.degrees[i]``. Returns (B, C, Σ_{L<=maxl} (2L+1))."""
-    _check(x, weights, program)
-    B, C, dim = x.shape
-    levels = program.levels(x.reshape(B * C, dim))
+def symmetric_contraction(x, weights, program: PowerProgram):
+    """``B = Σ_ν w^(ν) · Sym^ν(x)`` channel-wise (module docstring). ``x``: SO3vec of type
+    (C, ..., C) or packed ``(B, C·dim)``; ``weights[i]``: (B, n_ν, C) for ``ν = program.degrees[i]``.
+    Returns the same kind as ``x``: type (C, ..., C) with L = 0..maxl."""
+    if isinstance(x, SO3vec):
+        C = x.tau[0]
+        if set(x.tau) != {C} or len(x.tau) != len(program.tau):
+            raise ValueError(f"x must have type {(C,) * len(program.tau)} (C channels per l), got {x.tau}")
+        out = symmetric_contraction(x.packed(), weights, program)
+        return SO3vec.from_packed(out, (C,) * (program.maxl + 1), basis=x.basis)
+    C = _check(x, weights, program)
+    B = x.shape[0]
+    plans = channelwise_plans(len(program.tau) - 1, program.top, program.maxl, C, program.basis)
+    levels = [x]
+    for plan in plans:
+        levels.append(cg_product(levels[-1], x, plan))
     outs = [0] * (program.maxl + 1)
     for j, w in zip(program.degrees, weights):
-        packed = program.output(levels, j).reshape(B, C, -1)
-        w = w.to(packed.dtype)
-        start, first = 0, 0
+        level, w, start, first = levels[j - 1], w.to(x.dtype), 0, 0
         for L, n in enumerate(program.out_type(j)):
-            part = packed[:, :, start:start + (2 * L + 1) * n].reshape(B, C, 2 * L + 1, n)
-            outs[L] = outs[L] + torch.einsum("bcmn,bnc->bcm", part, w[:, first:first + n])
-            start, first = start + (2 * L + 1) * n, first + n
-    return torch.cat([o if torch.is_tensor(o) else x.new_zeros(B, C, 2 * L + 1) for L, o in enumerate(outs)], 2)
+            part = level[:, start:start + (2 * L + 1) * n * C].reshape(B, 2 * L + 1, n, C)
+            outs[L] = outs[L] + torch.einsum("bmnc,bnc->bmc", part, w[:, first:first + n])
+            start, first = start + (2 * L + 1) * n * C, first + n
+    return torch.cat([(o if torch.is_tensor(o) else x.new_zeros(B, 2 * L + 1, C)).reshape(B, -1)
+                      for L, o in enumerate(outs)], 1)
 
 
 class SymmetricContraction(torch.nn.Module):
     """MACE's product basis with per-element weights (module docstring).
 
-    ``forward(x, species)``: ``x`` channel-wise packed ``(B, channels, Σ_{l<=lmax_in} (2l+1))``
-    (complex, or real with ``basis="real"``), ``species`` either element indices ``(B,)`` or
-    weights over elements ``(B, num_elements)`` (MACE's one-hot ``y``). Weights are real
-    parameters ``weights[ν-1]`` of shape (num_elements, n_ν, channels), initialised with
-    variance 1/n_ν.
+    ``forward(x, species)``: ``x`` an SO3vec of type (channels, ..., channels) with l <= lmax_in,
+    or its packed form; ``species`` either element indices ``(B,)`` or weights over elements
+    ``(B, num_elements)`` (MACE's one-hot ``y``). Weights are real parameters ``weights[ν-1]`` of
+    shape (num_elements, n_ν, channels), initialised with variance 1/n_ν.
     """
 
     def __init__(self, channels: int, lmax_in: int, correlation: int, maxl: int, num_elements: int = 1,
@@ -102,6 +120,7 @@ class SymmetricContraction(torch.nn.Module):
                                                    / math.sqrt(max(n, 1))))
 
     def sample_weights(self, species: torch.Tensor) -> list[torch.Tensor]:
+        """Per-sample weights (B, n_ν, C) from element indices or element weights."""
         if species.dim() == 1 and not species.is_floating_point():
             return [w[species] for w in self.weights]
         if species.dim() == 2 and species.shape[1] == self.num_elements:
@@ -110,8 +129,4 @@ class SymmetricContraction(torch.nn.Module):
                          f"got {tuple(species.shape)} of {species.dtype}")
 
     def forward(self, x, species: torch.Tensor):
-        """Channel-wise packed ``x (B, C, dim)`` -> ``(B, C, dim_out)``; or an SO3vec of type
-        (C, ..., C) with parts (B, 2l+1, C) -> an SO3vec of type (C, ..., C) (l <= maxl)."""
-        if isinstance(x, SO3vec):
-            return from_channelwise(self.forward(to_channelwise(x), species), self.program.maxl, x.basis)
         return symmetric_contraction(x, self.sample_weights(species), self.program)
