@@ -2,7 +2,7 @@
 
 Every coefficient is derived exactly from the Racah formula with Python integers: its value is
 ``sign * sqrt(p/q)`` with ``p/q`` an exact rational. It is converted to float64 once, correctly
-rounded (50-digit decimal square root). Tables are cached in memory and on disk.
+rounded (integer square root with a sticky bit). Tables are cached in memory and on disk.
 
 Defining identity (pinned by tests): for every rotation R,
 ``(D^{l1}(R) ⊗ D^{l2}(R)) C = C D^l(R)`` where ``C[m1+l1, m2+l2, m+l] = ⟨l1 m1; l2 m2 | l m⟩``,
@@ -11,7 +11,8 @@ and the coefficients are nonzero only when ``m = m1 + m2`` and the triangle rule
 On-disk cache: one file per pair (l1, l2) under ``$SO3NET_CACHE_DIR`` (default
 ``~/.cache/so3net``), in a folder versioned by ``CACHE_VERSION``. Each file carries a header
 (magic, version, l1, l2, count) and a SHA-256 of its payload; a file that is truncated, corrupt,
-of another version or of another pair is rebuilt, never trusted.
+of another version or of another pair, or whose first coefficient differs from its exact
+recomputation, is rebuilt, never trusted.
 """
 from __future__ import annotations
 
@@ -20,8 +21,6 @@ import math
 import os
 import struct
 import tempfile
-from decimal import Decimal, localcontext
-from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,9 +29,9 @@ import numpy as np
 __all__ = ["clebsch_gordan", "cg_exact", "cg_block", "cg_sparse", "cg_pair_blocks", "cache_dir",
            "clear_memory_cache", "check_lm", "CACHE_VERSION"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _MAGIC = b"SO3NETCG"
-_HEADER = struct.Struct("<8sIIIQ32s")  # magic, version, l1, l2, count, sha256(payload)
+_HEADER = struct.Struct("<8sIIIIQ32s")  # magic, version, l1, l2, (pad), count, sha256(payload)
 
 
 def check_lm(l: int, m: int | None = None, name: str = "l") -> None:
@@ -53,40 +52,42 @@ def _triangle(l1: int, l2: int, l: int) -> bool:
     return abs(l1 - l2) <= l <= l1 + l2
 
 
-def _cg_squared_and_sign(l1: int, m1: int, l2: int, m2: int, l: int, m: int) -> tuple[int, Fraction]:
-    """Return (sign, C**2) exactly, C = ⟨l1 m1; l2 m2 | l m⟩ by the Racah formula."""
+def _racah(l1: int, m1: int, l2: int, m2: int, l: int, m: int) -> tuple[int, int, int]:
+    """``(sign, N, D)`` with ⟨l1 m1; l2 m2 | l m⟩ = sign * sqrt(N / D) exactly (Python integers).
+
+    Racah's formula; the alternating sum is taken over a common multiple of its denominators,
+    ``kmax! (a-kmin)! (b-kmin)! (c-kmin)! (d+kmax)! (e+kmax)!``, so every term is an integer.
+    """
     if m != m1 + m2 or not _triangle(l1, l2, l):
-        return 0, Fraction(0)
+        return 0, 0, 1
     f = _fact
+    a, b, c, d, e = l1 + l2 - l, l1 - m1, l2 + m2, l - l2 + m1, l - l1 - m2
+    kmin, kmax = max(0, -d, -e), min(a, b, c)
+    if kmin > kmax:
+        return 0, 0, 1
+    common = f(kmax) * f(a - kmin) * f(b - kmin) * f(c - kmin) * f(d + kmax) * f(e + kmax)
     total = 0
-    # sum over k of (-1)^k / (k! (l1+l2-l-k)! (l1-m1-k)! (l2+m2-k)! (l-l2+m1+k)! (l-l1-m2+k)!)
-    kmin = max(0, l2 - l - m1, l1 - l + m2)
-    kmax = min(l1 + l2 - l, l1 - m1, l2 + m2)
-    # common denominator: scale every term by D = prod of the largest factorials
-    terms = []
     for k in range(kmin, kmax + 1):
-        den = f(k) * f(l1 + l2 - l - k) * f(l1 - m1 - k) * f(l2 + m2 - k) * f(l - l2 + m1 + k) * f(l - l1 - m2 + k)
-        terms.append((-1 if k % 2 else 1, den))
-    if not terms:
-        return 0, Fraction(0)
-    common = 1
-    for _, den in terms:
-        common = common * den // math.gcd(common, den)
-    total = sum(s * (common // den) for s, den in terms)
+        term = common // (f(k) * f(a - k) * f(b - k) * f(c - k) * f(d + k) * f(e + k))
+        total += -term if k & 1 else term
     if total == 0:
-        return 0, Fraction(0)
-    pre = Fraction((2 * l + 1) * f(l1 + l2 - l) * f(l1 - l2 + l) * f(-l1 + l2 + l), f(l1 + l2 + l + 1))
-    pre *= f(l + m) * f(l - m) * f(l1 - m1) * f(l1 + m1) * f(l2 - m2) * f(l2 + m2)
-    sq = pre * Fraction(total * total, common * common)
-    return (1 if total > 0 else -1), sq
+        return 0, 0, 1
+    num = (2 * l + 1) * f(a) * f(l1 - l2 + l) * f(l2 - l1 + l) * total * total
+    num *= f(l + m) * f(l - m) * f(l1 - m1) * f(l1 + m1) * f(l2 - m2) * f(l2 + m2)
+    return (1 if total > 0 else -1), num, f(l1 + l2 + l + 1) * common * common
 
 
-def _to_float(sign: int, sq: Fraction) -> float:
+def _to_float(sign: int, num: int, den: int) -> float:
+    """``sign * sqrt(num / den)`` correctly rounded to float64 (integer square root, sticky bit)."""
     if sign == 0:
         return 0.0
-    with localcontext() as ctx:
-        ctx.prec = 50
-        return sign * float((Decimal(sq.numerator) / Decimal(sq.denominator)).sqrt())
+    k = max(0, (114 - (num.bit_length() - den.bit_length())) // 2 + 1)  # sqrt has >= 56 bits
+    scaled = num << (2 * k)
+    q, rest = divmod(scaled, den)
+    s = math.isqrt(q)
+    if rest or s * s != q:  # inexact: a sticky low bit keeps round-to-nearest correct
+        s, k = 2 * s + 1, k + 1
+    return sign * math.ldexp(float(s), -k)
 
 
 def cg_exact(l1: int, m1: int, l2: int, m2: int, l: int, m: int):
@@ -95,8 +96,8 @@ def cg_exact(l1: int, m1: int, l2: int, m2: int, l: int, m: int):
 
     for name, (a, b) in {"l1": (l1, m1), "l2": (l2, m2), "l": (l, m)}.items():
         check_lm(a, b, name)
-    sign, sq = _cg_squared_and_sign(l1, m1, l2, m2, l, m)
-    return sign * sympy.sqrt(sympy.Rational(sq.numerator, sq.denominator))
+    sign, num, den = _racah(l1, m1, l2, m2, l, m)
+    return sign * sympy.sqrt(sympy.Rational(num, den))
 
 
 def clebsch_gordan(l1: int, m1: int, l2: int, m2: int, l: int, m: int) -> float:
@@ -113,63 +114,93 @@ def clebsch_gordan(l1: int, m1: int, l2: int, m2: int, l: int, m: int) -> float:
 
 
 # ---------------------------------------------------------------- tables and caches
+#
+# The slots of a pair (l1, l2) are all (l, m1, m2) with |m1 + m2| <= l, in the canonical order
+# l, then m1, then m2. A pair is stored as three arrays: the float64 values, the int32 flat
+# position of each slot inside its dense block (2l1+1, 2l2+1, 2l+1), and the int32 number of
+# slots of each l. Dense blocks are built from them lazily, one (l1, l2, l) at a time.
 
 def cache_dir() -> Path:
     """The versioned folder of the on-disk CG cache (``$SO3NET_CACHE_DIR`` overrides)."""
+    return Path(_cache_dir())
+
+
+def _cache_dir() -> str:
     root = os.environ.get("SO3NET_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "so3net")
-    return Path(root) / f"cg-v{CACHE_VERSION}"
+    return os.path.join(root, f"cg-v{CACHE_VERSION}")
 
 
-@lru_cache(maxsize=None)
 def _pair_entries(l1: int, l2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Canonical order of the slots of all blocks of the pair (l, then m1, then m2, with
-    |m1 + m2| <= l): three int arrays l, m1, m2."""
+    """The slots of the pair in canonical order: three int arrays l, m1, m2."""
     ls, m1s, m2s = np.meshgrid(np.arange(abs(l1 - l2), l1 + l2 + 1), np.arange(-l1, l1 + 1),
                                np.arange(-l2, l2 + 1), indexing="ij")
     keep = np.abs(m1s + m2s) <= ls
     return ls[keep], m1s[keep], m2s[keep]
 
 
-def _compute_pair(l1: int, l2: int) -> np.ndarray:
-    return np.array([_to_float(*_cg_squared_and_sign(l1, int(m1), l2, int(m2), int(l), int(m1 + m2)))
-                     for l, m1, m2 in zip(*_pair_entries(l1, l2))], dtype=np.float64)
+def _compute_pair(l1: int, l2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact values of every slot, their positions in the blocks and the counts per l.
+
+    Uses ⟨l1 -m1; l2 -m2 | l -m⟩ = (-1)^(l1+l2-l) ⟨l1 m1; l2 m2 | l m⟩ to compute half of them.
+    """
+    ls, m1s, m2s = _pair_entries(l1, l2)
+    values = np.empty(len(ls))
+    seen: dict[tuple[int, int, int], int] = {}
+    for i, (l, m1, m2) in enumerate(zip(ls.tolist(), m1s.tolist(), m2s.tolist())):
+        j = seen.get((l, -m1, -m2))
+        if j is None:
+            values[i] = _to_float(*_racah(l1, m1, l2, m2, l, m1 + m2))
+            seen[l, m1, m2] = i
+        else:
+            values[i] = values[j] if (l1 + l2 - l) % 2 == 0 else -values[j]
+    flat = ((m1s + l1) * (2 * l2 + 1) + (m2s + l2)) * (2 * ls + 1) + (m1s + m2s + ls)
+    counts = np.bincount(ls - abs(l1 - l2), minlength=2 * min(l1, l2) + 1)
+    return values, flat.astype(np.int32), counts.astype(np.int32)
 
 
-def _pair_path(l1: int, l2: int) -> Path:
-    return cache_dir() / f"{l1}_{l2}.bin"
+def _pair_path(l1: int, l2: int) -> str:
+    return os.path.join(_cache_dir(), f"{l1}_{l2}.bin")
 
 
-def _expected_count(l1: int, l2: int) -> int:
-    return len(_pair_entries(l1, l2)[0])
+def _spot_check(l1: int, l2: int, values: np.ndarray, counts: np.ndarray) -> bool:
+    """The first slot of the pair, recomputed exactly, must equal the stored value bit for bit."""
+    l = abs(l1 - l2)
+    m2 = max(-l2, l1 - l)  # the first slot is m1 = -l1 with the smallest admissible m2
+    return len(values) > 0 and values[0] == _to_float(*_racah(l1, -l1, l2, m2, l, m2 - l1))
 
 
-def _read_pair(l1: int, l2: int) -> np.ndarray | None:
-    """Values from the disk cache, or None when the file is missing, stale or corrupt."""
-    path = _pair_path(l1, l2)
+def _read_pair(l1: int, l2: int):
+    """``(values, flat, counts)`` from the disk cache, or None when missing, stale or corrupt."""
     try:
-        raw = path.read_bytes()
+        with open(_pair_path(l1, l2), "rb") as fh:
+            raw = fh.read()
     except OSError:
         return None
     if len(raw) < _HEADER.size:
         return None
-    magic, version, a, b, count, digest = _HEADER.unpack_from(raw)
-    payload = raw[_HEADER.size:]
+    magic, version, a, b, _, count, digest = _HEADER.unpack_from(raw)
+    payload = memoryview(raw)[_HEADER.size:]
+    nl = 2 * min(l1, l2) + 1
     if (magic != _MAGIC or version != CACHE_VERSION or (a, b) != (l1, l2)
-            or len(payload) != 8 * count or hashlib.sha256(payload).digest() != digest):
+            or len(payload) != 12 * count + 4 * nl or hashlib.sha256(payload).digest() != digest):
         return None
-    values = np.frombuffer(payload, dtype="<f8")
-    if count != _expected_count(l1, l2):
+    values = np.frombuffer(payload, dtype="<f8", count=count)
+    flat = np.frombuffer(payload, dtype="<i4", count=count, offset=8 * count)
+    counts = np.frombuffer(payload, dtype="<i4", count=nl, offset=12 * count)
+    sizes = (2 * l1 + 1) * (2 * l2 + 1) * (2 * np.arange(abs(l1 - l2), l1 + l2 + 1) + 1)
+    if (counts.sum() != count or (count and (flat.min() < 0 or (flat >= np.repeat(sizes, counts)).any()))
+            or not _spot_check(l1, l2, values, counts)):
         return None
-    return values
+    return values, flat, counts
 
 
-def _write_pair(l1: int, l2: int, values: np.ndarray) -> None:
+def _write_pair(l1: int, l2: int, values: np.ndarray, flat: np.ndarray, counts: np.ndarray) -> None:
     path = _pair_path(l1, l2)
-    payload = np.ascontiguousarray(values, dtype="<f8").tobytes()
-    header = _HEADER.pack(_MAGIC, CACHE_VERSION, l1, l2, len(values), hashlib.sha256(payload).digest())
+    payload = values.astype("<f8").tobytes() + flat.astype("<i4").tobytes() + counts.astype("<i4").tobytes()
+    header = _HEADER.pack(_MAGIC, CACHE_VERSION, l1, l2, 0, len(values), hashlib.sha256(payload).digest())
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path), suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(header + payload)
         os.replace(tmp, path)  # atomic: readers never see half a file
@@ -179,23 +210,33 @@ def _write_pair(l1: int, l2: int, values: np.ndarray) -> None:
 
 
 @lru_cache(maxsize=None)
+def _pair_table(l1: int, l2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(values, flat, start)`` of the pair, from memory, disk or exact computation; the slots of
+    ``l`` are ``start[l - |l1-l2|] : start[l - |l1-l2| + 1]``."""
+    table = _read_pair(l1, l2)
+    if table is None:
+        table = _compute_pair(l1, l2)
+        _write_pair(l1, l2, *table)
+    values, flat, counts = table
+    return values, flat, np.concatenate([[0], np.cumsum(counts)])
+
+
+@lru_cache(maxsize=None)
+def _block(l1: int, l2: int, l: int) -> np.ndarray:
+    values, flat, start = _pair_table(l1, l2)
+    i, j = start[l - abs(l1 - l2)], start[l - abs(l1 - l2) + 1]
+    block = np.zeros((2 * l1 + 1) * (2 * l2 + 1) * (2 * l + 1))
+    block[flat[i:j]] = values[i:j]
+    block = block.reshape(2 * l1 + 1, 2 * l2 + 1, 2 * l + 1)
+    block.setflags(write=False)
+    return block
+
+
 def cg_pair_blocks(l1: int, l2: int) -> dict[int, np.ndarray]:
     """All dense blocks of the pair (l1, l2): ``{l: array (2l1+1, 2l2+1, 2l+1)}``, read-only."""
     check_lm(l1, None, "l1")
     check_lm(l2, None, "l2")
-    values = _read_pair(l1, l2)
-    if values is None:
-        values = _compute_pair(l1, l2)
-        _write_pair(l1, l2, values)
-    ls, m1s, m2s = _pair_entries(l1, l2)
-    blocks = {}
-    for l in range(abs(l1 - l2), l1 + l2 + 1):
-        sel = ls == l
-        block = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l + 1))
-        block[m1s[sel] + l1, m2s[sel] + l2, m1s[sel] + m2s[sel] + l] = values[sel]
-        block.setflags(write=False)
-        blocks[l] = block
-    return blocks
+    return {l: _block(int(l1), int(l2), l) for l in range(abs(l1 - l2), l1 + l2 + 1)}
 
 
 def cg_block(l1: int, l2: int, l: int) -> np.ndarray:
@@ -207,7 +248,7 @@ def cg_block(l1: int, l2: int, l: int) -> np.ndarray:
         check_lm(v, None, name)
     if not _triangle(l1, l2, l):
         raise ValueError(f"cg_block needs |l1-l2| <= l <= l1+l2, got l1={l1}, l2={l2}, l={l}")
-    return cg_pair_blocks(int(l1), int(l2))[int(l)]
+    return _block(int(l1), int(l2), int(l))
 
 
 @lru_cache(maxsize=None)
@@ -226,5 +267,6 @@ def cg_sparse(l1: int, l2: int, l: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def clear_memory_cache() -> None:
     """Forget the in-memory tables (the disk cache stays)."""
-    cg_pair_blocks.cache_clear()
+    _pair_table.cache_clear()
+    _block.cache_clear()
     cg_sparse.cache_clear()
