@@ -28,7 +28,7 @@ import time
 import torch
 
 from so3net.power import power_program
-from so3net.power.contraction import SymmetricContraction
+from so3net.power.contraction import SymmetricContraction, contraction_program
 
 FLOP_CASES = [((8, 8, 8), 3), ((8, 8, 8), 2), ((4, 4, 4), 4), ((16, 16, 16), 2), ((1, 1, 1), 3),
               ((1, 1, 1), 4), ((2, 2, 2, 2), 3), ((32,), 3)]
@@ -88,8 +88,26 @@ def mace_case(batch, channels, elements):
     module = MaceSC(irreps, irreps, correlation=3, num_elements=elements)
     x = torch.randn(batch, channels, 9, requires_grad=True)
     y = torch.nn.functional.one_hot(torch.randint(0, elements, (batch,)), elements).float()
-    counts = [sum(p.shape[1] for c in module.contractions for p in c.parameters())]
+    counts = [sum(p.shape[1] for c in module.contractions for p in c.parameters()), mace_independent_counts(module)]
     return steps(lambda: module(x, y), [x, *module.parameters()]), counts
+
+
+def mace_independent_counts(module) -> list[list[int]]:
+    """Rank of MACE's coupling tensors U_nu after symmetrising over their nu input axes, per output
+    irrep and degree: the number of linearly independent functions its weights can reach."""
+    import itertools
+    ranks = []
+    for c in module.contractions:
+        row = []
+        for nu in range(1, 4):
+            U = getattr(c, f"U_matrix_{nu}").double()
+            lead, n = U.dim() - 1 - nu, U.shape[-1]
+            S = sum(U.permute(*range(lead), *[lead + p for p in perm], U.dim() - 1)
+                    for perm in itertools.permutations(range(nu)))
+            s = torch.linalg.svdvals(S.reshape(-1, n))
+            row.append(int((s > 1e-6 * s[0]).sum()))
+        ranks.append(row)
+    return ranks
 
 
 def cueq_case(batch, channels, elements):
@@ -123,7 +141,11 @@ def contraction_cpu(batch, repeats) -> None:
         print(f"MACE not measured ({err}); pip install --no-deps mace-torch torch_ema torchmetrics "
               f"lightning_utilities")
         return
+    program = contraction_program(2, 3, 2)
+    ours_by_L = [[program.out_type(j)[L] for j in program.degrees] for L in range(3)]
     print(f"MACE weights per channel and element, all degrees: {mace_counts[0]} (so3net: {sum(counts)})")
+    print(f"rank of MACE's symmetrised couplings per output L and degree: {mace_counts[1]}; "
+          f"so3net's multiplicities: {ours_by_L} ({'equal' if mace_counts[1] == ours_by_L else 'DIFFERENT'})")
     mace = report("MACE SymmetricContraction (float32)", mace_pair, repeats)
     print(f"ratio MACE/so3net: fwd {mace[1] / ours[1]:.2f}x, fwd+bwd {mace[3] / ours[3]:.2f}x (cpu time)")
 
