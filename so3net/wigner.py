@@ -91,22 +91,28 @@ def euler_to_matrix(alpha, beta, gamma) -> torch.Tensor:
 
 
 def matrix_to_euler(R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """z-y-z Euler angles of rotation matrices, stable near gimbal lock.
+    """z-y-z Euler angles of rotation matrices, accurate for every beta (gimbal lock included).
 
-    ``beta = atan2(hypot(R02, R12), R22)`` is accurate for every beta. Where ``sin(beta)`` is below
-    1e-7 only ``alpha ± gamma`` is defined: then ``gamma = 0`` and alpha takes the whole angle.
+    Computed from the unit quaternion (w, x, y, z) of R (Shepperd's method), for which
+    ``w = cos(b/2) cos((a+g)/2)``, ``z = cos(b/2) sin((a+g)/2)``, ``x = -sin(b/2) sin((a-g)/2)``,
+    ``y = sin(b/2) cos((a-g)/2)``: each angle comes from the components that determine it well, so
+    ``euler_to_matrix`` of the result reproduces R to round-off even for beta near 0 or pi. At exact
+    gimbal lock (beta = 0 or pi) only ``alpha ± gamma`` is defined: then ``gamma = 0``.
     """
-    R = _as_tensor(R)
-    _check_matrix(R)
-    beta = torch.atan2(torch.hypot(R[..., 0, 2], R[..., 1, 2]), R[..., 2, 2])
-    alpha = torch.atan2(R[..., 1, 2], R[..., 0, 2])
-    gamma = torch.atan2(R[..., 2, 1], -R[..., 2, 0])
-    locked = torch.sin(beta) < 1e-7
-    # beta ~ 0: R = Rz(alpha + gamma); beta ~ pi: R = Rz(alpha - gamma) diag(-1, 1, -1)
-    whole = torch.atan2(R[..., 1, 0], R[..., 1, 1] * torch.sign(R[..., 2, 2]))
-    alpha = torch.where(locked, torch.where(R[..., 2, 2] > 0, whole, -whole), alpha)
-    gamma = torch.where(locked, torch.zeros_like(gamma), gamma)
-    return alpha, beta, gamma
+    w, x, y, z = matrix_to_quaternion(R).unbind(-1)
+    half_sum = torch.atan2(z, w)      # (alpha + gamma) / 2, undefined at beta = pi
+    half_diff = torch.atan2(-x, y)    # (alpha - gamma) / 2, undefined at beta = 0
+    s, c = torch.hypot(x, y), torch.hypot(z, w)
+    beta = 2 * torch.atan2(s, c)
+    half_diff = torch.where(s == 0, half_sum, half_diff)
+    half_sum = torch.where(c == 0, half_diff, half_sum)
+    alpha, gamma = half_sum + half_diff, half_sum - half_diff
+    return _wrap(alpha), beta, _wrap(gamma)
+
+
+def _wrap(angle: torch.Tensor) -> torch.Tensor:
+    """Angles in (-pi, pi]."""
+    return torch.atan2(torch.sin(angle), torch.cos(angle))
 
 
 def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
