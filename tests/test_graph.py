@@ -359,10 +359,10 @@ def test_forces_and_their_parameter_gradients_equal_finite_differences():
 def test_deep_graphs_are_walked_iteratively():
     x = G.Variable(torch.ones(2, dtype=F64), requires_grad=True)
     y = x
-    for _ in range(20000):
+    for _ in range(5000):  # far beyond the interpreter recursion limit
         y = y + x
     y.sum().backward()
-    assert torch.equal(x.grad.value, torch.full((2,), 20001.0, dtype=F64))
+    assert torch.equal(x.grad.value, torch.full((2,), 5001.0, dtype=F64))
 
 
 def test_gradients_accumulate_and_no_grad_records_nothing():

@@ -86,6 +86,21 @@ class Variable:
     def is_leaf(self) -> bool:
         return self.node is None
 
+    @property
+    def shape(self):
+        """The value's shape (a tensor's shape; an SO3vec's batch shape)."""
+        v = self.value
+        return v.shape if isinstance(v, torch.Tensor) else v.batch
+
+    @property
+    def tau(self):
+        """The SO3vec value's type."""
+        return self.value.tau
+
+    @property
+    def dtype(self):
+        return self.value.dtype
+
     def detach(self) -> "Variable":
         """The same value, cut from the graph."""
         return Variable(self.value)
@@ -143,7 +158,14 @@ def _symbolic_leaves_of(args, kwargs):
 
 
 def _any_symbolic(args, kwargs) -> bool:
-    return any(True for _ in _symbolic_leaves_of(args, kwargs))
+    for group in (args, kwargs.values() if kwargs else ()):
+        for a in group:
+            if isinstance(a, Variable):
+                if a.symbolic:
+                    return True
+            elif isinstance(a, (list, tuple)) and any(isinstance(b, Variable) and b.symbolic for b in a):
+                return True
+    return False
 
 
 def deferrable(func):

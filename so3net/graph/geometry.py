@@ -23,7 +23,6 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .. import sph as _sph
 from ..cg import cg_block
 from ..types import SO3vec
 from .engine import Function, Variable, deferrable
@@ -38,6 +37,7 @@ _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 @lru_cache(maxsize=None)
 def _gradient_table(l: int) -> np.ndarray:
     """``G^l`` arranged as ``(2l-1, 3 * (2l+1))`` so that ``Y^{l-1} @ table`` gives ``[.., j, m]``."""
+    from .. import sph as _sph  # imported when first used
     e = torch.eye(3, dtype=torch.float64)
     Y1 = _sph.spherical_harmonics(1, e).numpy()             # [j, mu] = Y^1_mu(e_j)
     C = cg_block(l - 1, 1, l)                                 # [m', mu, m]
@@ -49,6 +49,7 @@ class SphericalHarmonics(Function):
     """``Y^l(xyz / |xyz|)`` for l = 0..lmax as an SO3vec with one fragment per l: part l has shape
     ``(..., 2l+1, 1)``. ``xyz``: real ``(..., 3)``; complex basis (Condon–Shortley)."""
     def forward(self, xyz, lmax):
+        from .. import sph as _sph
         self.lmax = lmax
         Y = _sph.spherical_harmonics_all(lmax, xyz)
         return SO3vec({l: y[..., None] for l, y in Y.items()})

@@ -382,8 +382,17 @@ Variable.__radd__ = lambda a, b: add(b, a)
 Variable.__sub__ = lambda a, b: sub(a, b)
 Variable.__rsub__ = lambda a, b: sub(b, a)
 Variable.__neg__ = lambda a: neg(a)
-Variable.__mul__ = lambda a, b: mul(a, b)
-Variable.__rmul__ = lambda a, b: mul(b, a)
+def _mul_operator(a, b):
+    # the common case, tensors or numbers on both sides, skips the deferral and SO3vec dispatch
+    if not a.symbolic and isinstance(a.value, torch.Tensor) and (
+            isinstance(b, (int, float, complex)) or isinstance(b, Variable) and not b.symbolic
+            and isinstance(b.value, (torch.Tensor, int, float, complex))):
+        return Mul.apply(a, b)
+    return mul(a, b)
+
+
+Variable.__mul__ = _mul_operator
+Variable.__rmul__ = lambda a, b: _mul_operator(a, b) if isinstance(b, (int, float, complex)) else mul(b, a)
 Variable.__truediv__ = lambda a, b: div(a, b)
 Variable.__rtruediv__ = lambda a, b: div(b, a)
 Variable.__pow__ = lambda a, p: pow(a, p)
