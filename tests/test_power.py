@@ -235,8 +235,9 @@ def test_neural_net_records_cgpower():
 
 
 # ----------------------------------------------------------------------------- weighted contraction
-def test_contraction_equals_weighted_sum_of_cgpowers():
-    C, lmax, K, maxl, B = 3, 2, 3, 2, 5
+@pytest.mark.parametrize("lmax,K,maxl", [(2, 3, 2), (1, 4, 1), (1, 2, 2)])
+def test_contraction_equals_weighted_sum_of_cgpowers(lmax, K, maxl):
+    C, B = 3, 5
     x = SO3vec.randn(B, (C,) * (lmax + 1), dtype=torch.complex128)
     module = SymmetricContraction(C, lmax, K, maxl, num_elements=2, dtype=torch.float64)
     species = torch.tensor([0, 1, 1, 0, 1])

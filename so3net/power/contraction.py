@@ -72,10 +72,66 @@ def _check(x: torch.Tensor, weights, program: PowerProgram) -> int:
     return C
 
 
+@lru_cache(maxsize=64)
+def folded_top_plan(lmax_in: int, correlation: int, maxl: int, channels: int, basis: str = "complex"):
+    """The top degree with its weights folded in (module docstring): ``(plan, blocks)``.
+
+    ``blocks[i] = (l_prev, left, L, out)`` is path i of the top level of
+    :func:`contraction_program` (left fragments of level K-1 part l_prev, output fragments of
+    part L). ``plan`` multiplies U (type: per l, C fragments per block with l_prev = l, block-major)
+    with x channel by channel and writes one C-fragment group per block into part L."""
+    program = contraction_program(lmax_in, correlation, maxl, basis)
+    top = program.plans[-1]
+    blocks = tuple((p.l1, p.left, p.l, p.out) for p in top.paths)
+    C, u_count, out_count, paths = channels, {}, {}, []
+    for p in top.paths:
+        u, v = u_count.get(p.l1, 0), out_count.get(p.l, 0)
+        u_count[p.l1], out_count[p.l] = u + 1, v + 1
+        paths.append(Path(p.l1, p.l2, p.l, tuple(u * C + c for c in range(C)), tuple(range(C)),
+                          tuple(v * C + c for c in range(C))))
+    tau_u = tuple(C * u_count.get(l, 0) for l in range(max(u_count) + 1))
+    tau_out = tuple(C * out_count.get(L, 0) for L in range(maxl + 1))
+    plan = CGPlan("power", tau_u, tuple(C * n for n in program.tau), tau_out, maxl, basis, tuple(paths),
+                  name=f"Sym^{program.top} step, weights folded, x{C} channels")
+    return plan, blocks
+
+
+def _level_part(level: torch.Tensor, tau, l: int, C: int) -> torch.Tensor:
+    """Part l of an expanded level as (B, 2l+1, n, C)."""
+    start = sum((2 * k + 1) * n * C for k, n in enumerate(tau[:l]))
+    return level[:, start:start + (2 * l + 1) * tau[l] * C].reshape(level.shape[0], 2 * l + 1, tau[l], C)
+
+
+def _folded_top(x, level, w, program: PowerProgram, C: int) -> list[torch.Tensor]:
+    """Top-degree contribution per L, (B, 2L+1, C): U_p = Σ_{f in p} w_f left_f, then CG(U_p, x)."""
+    plan, blocks = folded_top_plan(len(program.tau) - 1, program.top, program.maxl, C, program.basis)
+    tau_prev, first = program.level_type(program.top - 1), _weight_offsets(program.out_type(program.top))
+    by_l: dict[int, list[torch.Tensor]] = {}
+    for l_prev, left, L, out in blocks:
+        part = _level_part(level, tau_prev, l_prev, C)[:, :, list(left)]           # (B, M, |p|, C)
+        wp = w[:, [first[L] + o for o in out]]                                      # (B, |p|, C)
+        by_l.setdefault(l_prev, []).append(torch.einsum("bmfc,bfc->bmc", part, wp))
+    u = torch.cat([torch.stack(by_l[l], 2).reshape(x.shape[0], -1) for l in sorted(by_l)], 1)
+    z = cg_product(u, x, plan)
+    return [_level_part(z, plan.tau_out, L, 1).reshape(x.shape[0], 2 * L + 1, -1, C).sum(2)
+            if plan.tau_out[L] else None for L in range(program.maxl + 1)]
+
+
+def _weight_offsets(out_type) -> list[int]:
+    first = [0]
+    for n in out_type:
+        first.append(first[-1] + n)
+    return first
+
+
 def symmetric_contraction(x, weights, program: PowerProgram):
     """``B = Σ_ν w^(ν) · Sym^ν(x)`` channel-wise (module docstring). ``x``: SO3vec of type
     (C, ..., C) or packed ``(B, C·dim)``; ``weights[i]``: (B, n_ν, C) for ``ν = program.degrees[i]``.
-    Returns the same kind as ``x``: type (C, ..., C) with L = 0..maxl."""
+    Returns the same kind as ``x``: type (C, ..., C) with L = 0..maxl.
+
+    The degrees below the top are read off the expanded levels and mixed by their weights; the
+    top degree folds its weights into the level below first (U_p = Σ_f w_f left_f per CG block p)
+    and then runs one CG product per block, which never forms the top level's fragments."""
     if isinstance(x, SO3vec):
         C = x.tau[0]
         if set(x.tau) != {C} or len(x.tau) != len(program.tau):
@@ -86,16 +142,19 @@ def symmetric_contraction(x, weights, program: PowerProgram):
     B = x.shape[0]
     plans = channelwise_plans(len(program.tau) - 1, program.top, program.maxl, C, program.basis)
     levels = [x]
-    for plan in plans:
+    for plan in plans[:-1]:
         levels.append(cg_product(levels[-1], x, plan))
-    outs = [0] * (program.maxl + 1)
+    outs: list = [None] * (program.maxl + 1)
     for j, w in zip(program.degrees, weights):
-        level, w, start, first = levels[j - 1], w.to(x.dtype), 0, 0
-        for L, n in enumerate(program.out_type(j)):
-            part = level[:, start:start + (2 * L + 1) * n * C].reshape(B, 2 * L + 1, n, C)
-            outs[L] = outs[L] + torch.einsum("bmnc,bnc->bmc", part, w[:, first:first + n])
-            start, first = start + (2 * L + 1) * n * C, first + n
-    return torch.cat([(o if torch.is_tensor(o) else x.new_zeros(B, 2 * L + 1, C)).reshape(B, -1)
+        w = w.to(x.dtype)
+        if j == program.top and j > 1:
+            terms = _folded_top(x, levels[-1], w, program, C)
+        else:
+            tau, first = program.level_type(j), _weight_offsets(program.out_type(j))
+            terms = [torch.einsum("bmnc,bnc->bmc", _level_part(levels[j - 1], tau, L, C), w[:, first[L]:first[L + 1]])
+                     if n else None for L, n in enumerate(program.out_type(j))]
+        outs = [o if t is None else t if o is None else o + t for o, t in zip(outs, terms)]
+    return torch.cat([(o if o is not None else x.new_zeros(B, 2 * L + 1, C)).reshape(B, -1)
                       for L, o in enumerate(outs)], 1)
 
 
