@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict}
     if args.command is None:
         args = parser.parse_args(["train"])
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except (ValueError, FileNotFoundError) as err:  # bad settings or data: the message says what and where
+        print(f"so3net {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 __all__ = ["TrainConfig", "load_config"]
 
+#: accepted Python types of each annotation (an int is accepted where a float is expected)
+_KINDS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,),
+          "int | None": (int, type(None)), "float | None": (int, float, type(None))}
+
 
 @dataclass
 class TrainConfig:
@@ -42,6 +46,14 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
+        for f in fields(self):
+            value, kinds = getattr(self, f.name), _KINDS[f.type]
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise ValueError(f"setting {f.name!r} must be of type {f.type}, got {value!r}")
+        if self.lr <= 0 or not 0 <= self.lr_min <= self.lr:
+            raise ValueError(f"need lr > 0 and 0 <= lr_min <= lr, got lr = {self.lr}, lr_min = {self.lr_min}")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ValueError(f"time_limit must be a positive number of seconds, got {self.time_limit}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.epochs < 1 or self.batch_size < 1:

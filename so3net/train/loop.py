@@ -2,10 +2,18 @@
 ``resume``, metrics CSV, learning curve, best model, and data-parallel training over
 ``torch.distributed`` (launched with ``torchrun``; gloo on CPU, NCCL on GPU).
 
+Learning rate: cosine from ``lr`` to ``lr_min`` over the run's progress
+``p = max(step / total_steps, elapsed / time_limit)``, so a time budget anneals fully instead of
+cutting the schedule off at a high rate; training stops when ``p`` reaches 1 (mid-epoch if the
+time runs out). Without a time limit the run is deterministic, and ``resume`` from the checkpoint
+of the last finished epoch reproduces an uninterrupted run exactly.
+
 Data parallelism: every global batch (``batch_size`` molecules) is cut into ``world_size``
 contiguous parts (:func:`so3net.data.batch_indices`); each rank's loss is its share of the
 single-process loss of the whole batch (sums divided by the global counts), and gradients are
-summed over ranks with ``all_reduce``, so after N steps all ranks hold the parameters that one
+summed over ranks with one ``all_reduce`` of the flattened ``.grad`` (a rank whose share of a
+short last batch is empty contributes zeros); elapsed time is averaged over ranks so all stop
+together. So after N steps all ranks hold the parameters that one
 process would reach on the combined batches. Only rank 0 writes files.
 """
 from __future__ import annotations
@@ -22,12 +30,13 @@ from ..data import batch_indices, iterate_batches, load
 from ..models import Cormorant
 from .config import TrainConfig
 from .potential import Potential, fit_energy_reference
-from .report import append_csv, evaluate, plot_learning_curve, write_json
+from .report import append_csv, evaluate, plot_learning_curve, write_csv, write_json
 
 __all__ = ["Trainer", "train"]
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best_model.pt"
+PLOT_EVERY = 60.0  # seconds between redraws of the learning curve during a run (and once at the end)
 
 
 class Trainer:
@@ -56,11 +65,26 @@ class Trainer:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, amsgrad=True,
                                           weight_decay=config.weight_decay)
         self.steps_per_epoch = len(batch_indices(len(train), config.batch_size, shuffle=False))
-        total = self.steps_per_epoch * config.epochs
-        floor = config.lr_min / config.lr
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-        self.epoch, self.history, self.best = 0, [], float("inf")
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.epoch, self.steps, self.history, self.best = 0, 0, [], float("inf")
+        self.elapsed_before, self.session_start, self.out_of_time = 0.0, time.time(), False
+        self.plotted = time.time()
+
+    # ------------------------------------------------------------- schedule
+    def elapsed(self) -> float:
+        """Seconds of training so far, over all sessions of this run (resumes included)."""
+        return self.elapsed_before + time.time() - self.session_start
+
+    def progress(self, elapsed: float) -> float:
+        """Fraction of the budget used: the larger of steps and time (when there is a time limit)."""
+        p = self.steps / max(self.total_steps, 1)
+        if self.cfg.time_limit is not None:
+            p = max(p, elapsed / self.cfg.time_limit)
+        return p
+
+    def learning_rate(self, progress: float) -> float:
+        cfg = self.cfg
+        return cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
     # ------------------------------------------------------------- persistence
     def path(self, name: str) -> str:
@@ -70,7 +94,7 @@ class Trainer:
         if self.rank != 0:
             return
         state = {"potential": self.potential.to_checkpoint(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "history": self.history,
+                 "epoch": self.epoch, "steps": self.steps, "elapsed": self.elapsed(), "history": self.history,
                  "best": self.best, "config": self.cfg.to_dict(), "torch_rng": torch.get_rng_state()}
         tmp = self.path(CHECKPOINT + ".tmp")
         torch.save(state, tmp)
@@ -83,9 +107,11 @@ class Trainer:
         state = torch.load(path, map_location=self.cfg.device, weights_only=False)
         self.potential.model.load_state_dict(state["potential"]["model_state"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch, self.history, self.best = state["epoch"], state["history"], state["best"]
+        self.epoch, self.steps, self.history, self.best = state["epoch"], state["steps"], state["history"], state["best"]
+        self.elapsed_before, self.session_start = state["elapsed"], time.time()
         torch.set_rng_state(state["torch_rng"])
+        if self.rank == 0:  # rows written after the checkpoint by the killed run are dropped
+            write_csv(self.path("metrics.csv"), self.history)
 
     # ------------------------------------------------------------- one step
     def loss(self, b, counts: tuple[int, int]) -> torch.Tensor:
@@ -102,21 +128,36 @@ class Trainer:
         e_term = ((energies - target_e) ** 2).sum() / (counts[0] * self.var_e)
         return cfg.energy_weight * e_term + cfg.force_weight * f_term
 
-    def step(self, b) -> float:
-        counts = torch.tensor([b.n_molecules, b.positions.shape[0]], dtype=torch.float64)
+    def step(self, b) -> float | None:
+        """One optimiser step on this rank's share ``b`` of a global batch; the global batch's loss,
+        or None (and no step) when the budget is used up."""
+        shared = torch.tensor([b.n_molecules, b.positions.shape[0], self.elapsed() / self.world_size],
+                              dtype=torch.float64)
         if self.world_size > 1:
-            dist.all_reduce(counts)
+            dist.all_reduce(shared)
+        progress = self.progress(float(shared[2]))
+        if progress >= 1.0:
+            self.out_of_time = self.cfg.time_limit is not None
+            return None
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(progress)
+        params = list(self.potential.model.parameters())
         self.optimizer.zero_grad(set_to_none=False)
-        loss = self.loss(b, (int(counts[0]), int(counts[1])))
+        if b.n_molecules:
+            loss = self.loss(b, (int(shared[0]), int(shared[1])))
+        else:  # an empty share of a short last batch: zero gradients, same collectives
+            loss = sum((p * 0).sum() for p in params)
         loss.backward()
-        value = loss.detach().clone()
+        value = loss.detach().reshape(1).to(torch.float64)
         if self.world_size > 1:
-            for p in self.potential.model.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-            dist.all_reduce(value)
+            grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+            flat = torch.cat([g.reshape(-1) for g in grads] + [value.to(grads[0].dtype)])
+            dist.all_reduce(flat)
+            for p, g in zip(params, torch.split(flat[:-1], [g.numel() for g in grads])):
+                p.grad = g.view_as(p).clone()
+            value = flat[-1:].double()
         self.optimizer.step()
-        self.scheduler.step()
+        self.steps += 1
         return float(value)
 
     # ------------------------------------------------------------- epochs
@@ -127,27 +168,32 @@ class Trainer:
                                   device=cfg.device)
         bar = _progress(batches, self.steps_per_epoch, f"epoch {self.epoch + 1}/{cfg.epochs}",
                         cfg.progress and self.rank == 0)
-        total = 0.0
-        for i, b in enumerate(bar, 1):
-            total += self.step(b)
+        total, done = 0.0, 0
+        for b in bar:
+            value = self.step(b)
+            if value is None:
+                break
+            total, done = total + value, done + 1
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{total / i:.4g}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-        return total / max(self.steps_per_epoch, 1)
+                bar.set_postfix(loss=f"{total / done:.4g}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+        return total / done if done else float("nan")
 
     def fit(self, resume: bool = False) -> dict:
         """Train until ``epochs`` or ``time_limit``; return the test metrics of the best model."""
         cfg = self.cfg
         if self.rank == 0:
             os.makedirs(cfg.run_dir, exist_ok=True)
+        self.session_start = time.time()
         if resume:
             self.restore()
-        start = time.time()
-        while self.epoch < cfg.epochs:
+        while self.epoch < cfg.epochs and not self.out_of_time:
             train_loss = self.run_epoch()
+            if self.out_of_time and math.isnan(train_loss):
+                break
             self.epoch += 1
-            row = {"epoch": self.epoch, "train_loss": train_loss, "lr": self.scheduler.get_last_lr()[0],
-                   "seconds": time.time() - start}
-            if len(self.split.valid):
+            row = {"epoch": self.epoch, "train_loss": train_loss, "lr": self.optimizer.param_groups[0]["lr"],
+                   "seconds": self.elapsed()}
+            if len(self.split.valid) and self.rank == 0:
                 v = evaluate(self.potential, self.split.valid, forces=self.split.valid.forces is not None)
                 row.update(valid_energy_mae=v["energy_mae"], valid_force_mae=v.get("force_mae", float("nan")))
                 score = v["energy_mae"] / math.sqrt(self.var_e) + v.get("force_mae", 0.0) / math.sqrt(self.var_f)
@@ -156,9 +202,8 @@ class Trainer:
             self.history.append(row)
             if self.rank == 0:
                 self._record(row, score)
-            if cfg.time_limit is not None and time.time() - start > cfg.time_limit:
-                self.log(f"time limit of {cfg.time_limit:.0f} s reached after epoch {self.epoch}")
-                break
+        if self.out_of_time and self.rank == 0:
+            self.log(f"time limit of {cfg.time_limit:.0f} s reached after {self.steps} steps ({self.epoch} epochs)")
         return self.finish()
 
     def _record(self, row: dict, score: float) -> None:
@@ -167,13 +212,20 @@ class Trainer:
             torch.save(self.potential.to_checkpoint(), self.path(BEST))
         self.save()
         append_csv(self.path("metrics.csv"), row)
-        plot_learning_curve(self.history, self.path("learning_curve.png"), self.split.train.units)
+        if time.time() - self.plotted > PLOT_EVERY:  # drawing costs ~1 s: live plot, not every tiny epoch
+            self.plot()
         summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",))
         self.log(f"epoch {row['epoch']}: {summary}")
+
+    def plot(self) -> None:
+        if self.history:
+            plot_learning_curve(self.history, self.path("learning_curve.png"), self.split.train.units)
+        self.plotted = time.time()
 
     def finish(self) -> dict:
         if self.rank != 0:
             return {"test": None, "epochs": self.epoch, "data": self.cfg.data}
+        self.plot()
         best = self.path(BEST)
         potential = Potential.load(best, self.cfg.device) if os.path.exists(best) else self.potential
         test = evaluate(potential, self.split.test, forces=self.split.test.forces is not None)

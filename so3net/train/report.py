@@ -10,7 +10,7 @@ import torch
 
 from ..data import iterate_batches
 
-__all__ = ["evaluate", "append_csv", "write_json", "plot_learning_curve"]
+__all__ = ["evaluate", "append_csv", "write_csv", "write_json", "plot_learning_curve"]
 
 
 def evaluate(potential, dataset, batch_size: int = 32, forces: bool = True) -> dict:
@@ -52,6 +52,17 @@ def append_csv(path: str, row: dict) -> None:
         writer.writerow(row)
 
 
+def write_csv(path: str, rows: list[dict]) -> None:
+    """Replace ``path`` by ``rows`` (columns of the first row); used when a run resumes."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as fh:
+        if rows:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    os.replace(tmp, path)
+
+
 def write_json(path: str, data: dict) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
@@ -77,8 +88,9 @@ def plot_learning_curve(history: list[dict], path: str, units: dict) -> None:
             axes[1].plot(epochs, values, label=label)
     axes[1].set(xlabel="epoch", ylabel="validation MAE", yscale="log")
     for ax in axes:
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.14, top=0.95, wspace=0.32)  # tight_layout costs ~1 s
     fig.savefig(path, dpi=100)
     plt.close(fig)
