@@ -222,6 +222,15 @@ def test_engine_op_matches_torch_autograd_to_second_order():
         torch.testing.assert_close(second.value.parts[l], ts, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("k,maxl", [(1, 3), (2, None), (3, 0)])
+def test_engine_op_equals_value_op(k, maxl):
+    v = SO3vec.randn(2, (1, 1), dtype=torch.complex128)
+    z, expected = CGpower(G.SO3vecVar(v), k, maxl).value, CGpower(v, k, maxl)
+    assert z.tau == expected.tau
+    for L in range(len(z.tau)):
+        torch.testing.assert_close(z.parts[L], expected.parts[L], rtol=0, atol=0)
+
+
 def test_neural_net_records_cgpower():
     class Cube(G.NeuralNet):
         def __init__(self):

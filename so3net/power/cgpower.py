@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..graph.engine import Variable, deferrable
-from ..graph.so3ops import plan_product, take
+from ..graph.so3ops import oplus, plan_product, take
 from ..types import SO3vec
 from .program import power_program
 
@@ -70,7 +70,13 @@ def _power_variable(v: Variable, k: int, maxl):
     level = v
     for plan in program.plans:
         level = plan_product(level, v, plan)
-    return take(level, (slice(None),) * min(program.maxl + 1, len(program.level_type(k))))
+    width = len(program.level_type(k))
+    out = take(level, (slice(None),) * min(program.maxl + 1, width))
+    if width >= program.maxl + 1:
+        return out
+    empty = SO3vec.zeros(v.value.batch, (0,) * (program.maxl + 1), dtype=v.value.dtype, device=v.value.device,
+                         basis=v.value.basis)
+    return oplus(out, Variable(empty))  # k = 1 with maxl above v's top l: empty parts, as for values
 
 
 @deferrable
