@@ -1,0 +1,221 @@
+"""Cormorant (Anderson, Hy & Kondor, NeurIPS 2019) over sparse neighbour lists, with forces.
+
+``Cormorant(preset="qm9" | "md17", **overrides)`` builds the network from one
+:class:`CormorantConfig`. Input: ``positions (N, 3)`` (Å), ``species (N,)`` atomic numbers,
+``batch (N,)`` molecule index of each atom (molecules flattened, any order; M = batch.max() + 1).
+Output: energies ``(M,)``. ``energy_and_forces`` adds forces ``F = -∂E/∂r`` ``(N, 3)``, built with
+``create_graph`` while training so that a force term in the loss trains the weights.
+
+Pipeline: species one-hot × charge powers ``(Z / charge_scale)^p``, p = 0..charge_power -> linear ->
+complex l = 0 features; radius graph (``hard_cut_rad``, per molecule); ``num_cg_levels`` pairs of
+(:class:`~so3net.nn.EdgeLevel`, :class:`~so3net.nn.CGLayer`); invariants of every level's atom
+features -> per-atom MLP -> ``energy_scale`` × sum over the molecule's atoms + Σ ``atom_energy[Z]``.
+Complex features use the complex basis of DESIGN.md (complex64 for float32 weights, complex128
+after ``.double()``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import torch
+from torch import nn
+
+from ..nn import (AtomMLP, BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, RadPolyTrig, SoftCutoff,
+                  channels_first, edge_harmonics, invariants, num_invariants, pair_dots, radius_graph, smooth_switch,
+                  uniform_tau)
+from ..nn.radial import SOFT_MODES
+
+__all__ = ["CormorantConfig", "PRESETS", "Cormorant"]
+
+
+@dataclass(frozen=True)
+class CormorantConfig:
+    """All hyperparameters of the model; the presets are the paper's QM9 and MD17 settings.
+
+    Cutoffs: the neighbour list keeps pairs closer than ``hard_cut_rad``; edge scalars are
+    multiplied by a C¹ switch from 1 at ``hard_cut_rad - hard_cut_switch`` to 0 at
+    ``hard_cut_rad`` (0 gives a sharp cut) and by Cormorant's sigmoid soft cutoff
+    (``soft_cutoff`` in "none", "fixed", "learn", "learn_rad", "learn_width"; radius and width
+    start at ``soft_cut_rad``, ``soft_cut_width``). The original uses all pairs with the
+    learned soft cutoff; at 3 Å its mask is below 2e-3 of its value at bond lengths.
+    """
+    num_cg_levels: int = 4
+    maxl: int = 3
+    max_sh: int = 3
+    num_channels: int = 10
+    species: tuple[int, ...] = (1, 6, 7, 8, 9)
+    charge_power: int = 2
+    charge_scale: float | None = None          # None: max(species)
+    radial: str = "polytrig"                   # "polytrig" (Cormorant) | "bessel"
+    basis_set: tuple[int, int] = (3, 3)        # polytrig (trig, power)
+    num_bessel: int = 8
+    hard_cut_rad: float = 3.0
+    hard_cut_switch: float = 0.5
+    soft_cutoff: str = "learn"
+    soft_cut_rad: float = 1.73
+    soft_cut_width: float = 0.2
+    weight_init: str = "rand"
+    level_gain: float = 10.0
+    edge_init: str = "randn"
+    norm: str = "none"                         # "none" | "part" (PartNorm after each CG layer)
+    readout_hidden: tuple[int, ...] = (256,)
+    activation: str = "leakyrelu"
+
+    def __post_init__(self):
+        if self.num_cg_levels < 1 or self.maxl < 0 or self.max_sh < 0 or self.num_channels < 1:
+            raise ValueError(f"need num_cg_levels >= 1, maxl >= 0, max_sh >= 0, num_channels >= 1; got {self}")
+        if self.radial not in ("polytrig", "bessel"):
+            raise ValueError(f"radial must be 'polytrig' or 'bessel', got {self.radial!r}")
+        if self.soft_cutoff not in SOFT_MODES:
+            raise ValueError(f"soft_cutoff must be one of {SOFT_MODES}, got {self.soft_cutoff!r}")
+        if self.norm not in ("none", "part"):
+            raise ValueError(f"norm must be 'none' or 'part', got {self.norm!r}")
+        if self.hard_cut_rad <= 0 or not 0 <= self.hard_cut_switch <= self.hard_cut_rad:
+            raise ValueError(f"need hard_cut_rad > 0 and 0 <= hard_cut_switch <= hard_cut_rad, "
+                             f"got {self.hard_cut_rad} and {self.hard_cut_switch}")
+        if len(set(self.species)) != len(self.species) or min(self.species) < 1:
+            raise ValueError(f"species must be distinct atomic numbers >= 1, got {self.species}")
+
+
+PRESETS = {
+    "qm9": CormorantConfig(),
+    "md17": CormorantConfig(species=(1, 6, 7, 8), readout_hidden=()),
+}
+
+
+class Cormorant(nn.Module):
+    """The Cormorant network (see module doc). ``Cormorant(preset, **overrides)`` or ``Cormorant(config=cfg)``."""
+
+    def __init__(self, preset: str = "qm9", config: CormorantConfig | None = None, **overrides):
+        super().__init__()
+        if config is None:
+            if preset not in PRESETS:
+                raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+            config = PRESETS[preset]
+        names = {f.name for f in fields(CormorantConfig)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"unknown Cormorant options {unknown}; valid options are {sorted(names)}")
+        self.config = cfg = replace(config, **overrides)
+        C, L = cfg.num_channels, cfg.num_cg_levels
+        table = torch.full((max(cfg.species) + 1,), -1, dtype=torch.long)
+        table[list(cfg.species)] = torch.arange(len(cfg.species))
+        self.species_index = nn.Buffer(table, persistent=False)
+        self.embed = nn.Linear(len(cfg.species) * (cfg.charge_power + 1), 2 * C)
+        self.radial = nn.ModuleList(self._radial() for _ in range(L))
+        num_basis = self.radial[0].num_basis
+        self.edge_levels, self.cg_layers, self.norms = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        tau, tau_edge = (C,), uniform_tau(C, cfg.max_sh)
+        for level in range(L):
+            soft = None if cfg.soft_cutoff == "none" else SoftCutoff(C, cfg.soft_cut_rad, cfg.soft_cut_width, cfg.soft_cutoff)
+            self.edge_levels.append(EdgeLevel(C if level else 0, sum(tau), num_basis, C, cfg.max_sh, soft, cfg.edge_init))
+            layer = CGLayer(tau, tau_edge, cfg.maxl, C, cfg.weight_init, cfg.level_gain)
+            self.cg_layers.append(layer)
+            self.norms.append(PartNorm(layer.tau_out) if cfg.norm == "part" else nn.Identity())
+            tau = layer.tau_out
+        self.readout = AtomMLP(sum(num_invariants(l.tau_out) for l in self.cg_layers), cfg.readout_hidden,
+                               1, cfg.activation)
+        self.energy_scale = nn.Buffer(torch.ones(()))
+        self.atom_energy = nn.Buffer(torch.zeros(len(cfg.species)))
+
+    def _radial(self) -> nn.Module:
+        cfg = self.config
+        if cfg.radial == "polytrig":
+            return RadPolyTrig(cfg.basis_set)
+        return BesselBasis(cfg.num_bessel, cfg.hard_cut_rad)
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed.weight.dtype
+
+    def species_to_index(self, species: torch.Tensor) -> torch.Tensor:
+        """Row of each atomic number in ``config.species``; raises on unknown elements."""
+        species = species.to(torch.long)
+        bad = (species < 0) | (species >= len(self.species_index))
+        idx = self.species_index[species.clamp(0, len(self.species_index) - 1)]
+        if bool((bad | (idx < 0)).any()):
+            unknown = sorted(set(species[bad | (idx < 0)].tolist()))
+            raise ValueError(f"atomic numbers {unknown} are not in this model's species {self.config.species}")
+        return idx
+
+    def atom_scalars(self, species: torch.Tensor) -> torch.Tensor:
+        """One-hot species times charge powers ``(Z / charge_scale)^p``: (N, S (charge_power + 1))."""
+        cfg = self.config
+        idx = self.species_to_index(species)
+        scale = cfg.charge_scale or max(cfg.species)
+        z = species.to(self.dtype)[:, None] / scale
+        powers = z ** torch.arange(cfg.charge_power + 1, device=z.device, dtype=self.dtype)
+        one_hot = nn.functional.one_hot(idx, len(cfg.species)).to(self.dtype)
+        return (one_hot[:, :, None] * powers[:, None, :]).flatten(1)
+
+    def _check(self, positions, species, batch):
+        N = positions.shape[0]
+        if positions.dim() != 2 or positions.shape[1] != 3:
+            raise ValueError(f"positions must have shape (N, 3), got {tuple(positions.shape)}")
+        if positions.dtype != self.dtype:
+            raise ValueError(f"positions have dtype {positions.dtype} but the model is {self.dtype}; "
+                             f"convert one of them (model.to(torch.float64) or positions.to({self.dtype}))")
+        if species.shape != (N,) or batch.shape != (N,):
+            raise ValueError(f"species and batch must have shape ({N},), got {tuple(species.shape)} and {tuple(batch.shape)}")
+
+    # ------------------------------------------------------------------ forward
+    def neighbours(self, positions: torch.Tensor, batch: torch.Tensor) -> Neighbours:
+        """Padded neighbour lists of the radius graph (``hard_cut_rad``, within each molecule)."""
+        src, dst = radius_graph(positions, batch, self.config.hard_cut_rad)
+        return Neighbours.from_edges(src, dst, positions.shape[0])
+
+    def features(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> list[torch.Tensor]:
+        """Packed atom features after each CG layer, type ``(C,) * (maxl + 1)``: a list of (N, dim)."""
+        self._check(positions, species, batch)
+        cfg = self.config
+        nbrs = self.neighbours(positions, batch)
+        vec, r = nbrs.vectors(positions, far=2 * cfg.hard_cut_rad + 1)
+        harmonics = edge_harmonics(vec, r, cfg.max_sh)
+        hard = smooth_switch(r, cfg.hard_cut_rad - cfg.hard_cut_switch, cfg.hard_cut_rad)
+        x = torch.view_as_complex(self.embed(self.atom_scalars(species)).reshape(-1, cfg.num_channels, 2))
+        tau, edge, levels = (cfg.num_channels,), None, []
+        for radial, edge_level, layer, norm in zip(self.radial, self.edge_levels, self.cg_layers, self.norms):
+            xc = channels_first(x, tau)
+            x_src = nbrs.gather(xc, dim=1)
+            edge = edge_level(edge, pair_dots(xc, x_src, tau), radial(r), r, hard)
+            x = norm(layer(x, edge, harmonics, x_src))
+            tau = layer.tau_out
+            levels.append(x)
+        return levels
+
+    def atom_energies(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """Energy contribution of every atom, (N,)."""
+        levels = self.features(positions, species, batch)
+        inv = torch.cat([invariants(x, l.tau_out) for x, l in zip(levels, self.cg_layers)], 1)
+        out = self.readout(inv)[:, 0] * self.energy_scale
+        return out + self.atom_energy[self.species_to_index(species)]
+
+    def forward(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """Energies of the molecules, (M,) with M = batch.max() + 1."""
+        e_atom = self.atom_energies(positions, species, batch)
+        M = int(batch.max()) + 1 if batch.numel() else 0
+        return e_atom.new_zeros(M).index_add(0, batch.to(torch.long), e_atom)
+
+    def energy_and_forces(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor,
+                          create_graph: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(energies (M,), forces (N, 3))`` with ``forces = -∂E/∂positions``.
+
+        ``create_graph`` (default: training mode with grad enabled) keeps the graph of the forces so
+        that a loss on them can be back-propagated to the weights (second-order autograd).
+        """
+        if create_graph is None:
+            create_graph = self.training and torch.is_grad_enabled()
+        with torch.enable_grad():
+            pos = positions if positions.requires_grad else positions.detach().requires_grad_(True)
+            energies = self(pos, species, batch)
+            (grad,) = torch.autograd.grad(energies.sum(), pos, create_graph=create_graph)
+        return energies, -grad
+
+    def set_energy_reference(self, atom_energy: torch.Tensor | None = None, scale: float | None = None) -> None:
+        """Set the per-species reference energies (order of ``config.species``) and the output scale."""
+        with torch.no_grad():
+            if atom_energy is not None:
+                self.atom_energy.copy_(torch.as_tensor(atom_energy, dtype=self.atom_energy.dtype))
+            if scale is not None:
+                self.energy_scale.fill_(float(scale))

@@ -1,0 +1,54 @@
+"""Packed SO(3)-vector layout shared by the layers (the layout of :mod:`so3net.plan`).
+
+A vector of type ``tau`` (fragment counts per l) over ``B`` rows is a tensor ``(B, dim)`` where part
+``l`` occupies columns ``[offset(l), offset(l) + (2l+1) * tau[l])`` stored row-major as the SO3part
+``(2l+1, tau[l])`` (index ``m + l`` first, fragments last). Zero counts mean absent parts.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..plan import packed_offsets
+
+__all__ = ["check_tau", "tau_dim", "split_parts", "join_parts", "uniform_tau"]
+
+
+def check_tau(tau) -> tuple[int, ...]:
+    """``tau`` as a tuple of non-negative ints (raises with the offending value otherwise)."""
+    tau = tuple(int(n) for n in tau)
+    if not tau or any(n < 0 for n in tau):
+        raise ValueError(f"tau must be a non-empty tuple of fragment counts >= 0, got {tau}")
+    return tau
+
+
+def tau_dim(tau) -> int:
+    """Width of the packed layout of type ``tau``: sum over l of (2l+1) * tau[l]."""
+    return packed_offsets(tuple(tau))[1]
+
+
+def uniform_tau(n: int, lmax: int) -> tuple[int, ...]:
+    """The type with ``n`` fragments for every l = 0..lmax."""
+    return (int(n),) * (int(lmax) + 1)
+
+
+def split_parts(x: torch.Tensor, tau) -> dict[int, torch.Tensor]:
+    """Packed ``(B, dim)`` -> dict ``l -> (B, 2l+1, tau[l])`` views (absent parts omitted)."""
+    offsets, dim = packed_offsets(tuple(tau))
+    if x.dim() != 2 or x.shape[1] != dim:
+        raise ValueError(f"packed vector of type {tuple(tau)} must have shape (B, {dim}), got {tuple(x.shape)}")
+    return {l: x[:, o:o + (2 * l + 1) * n].reshape(x.shape[0], 2 * l + 1, n)
+            for l, (o, n) in enumerate(zip(offsets, tau)) if n > 0}
+
+
+def join_parts(parts: dict[int, torch.Tensor]) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """dict ``l -> (B, 2l+1, n_l)`` -> (packed ``(B, dim)``, tau). Missing l below the top get 0."""
+    if not parts:
+        raise ValueError("join_parts needs at least one part")
+    lmax = max(parts)
+    tau = tuple(parts[l].shape[2] if l in parts else 0 for l in range(lmax + 1))
+    for l, p in parts.items():
+        if p.dim() != 3 or p.shape[1] != 2 * l + 1:
+            raise ValueError(f"part {l} must have shape (B, {2 * l + 1}, n), got {tuple(p.shape)}")
+    B = next(iter(parts.values())).shape[0]
+    flat = [parts[l].reshape(B, -1) for l in range(lmax + 1) if l in parts]
+    return torch.cat(flat, 1), tau
