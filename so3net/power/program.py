@@ -29,7 +29,7 @@ from itertools import combinations_with_replacement
 
 import torch
 
-from ..plan import CGPlan, Path, cg_plan, packed_offsets
+from ..plan import BASES, CGPlan, Path, cg_plan, packed_offsets
 from .characters import sym_power_multiplicities
 from .select import local_basis, pattern_of
 
@@ -126,7 +126,9 @@ def _cap(j: int, top: int, maxl: int, lmax: int) -> int:
     return min(j * lmax, maxl + (top - j) * lmax)
 
 
-def _normalise(tau, degrees, maxl) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+def _normalise(tau, degrees, maxl, basis) -> tuple[tuple[int, ...], tuple[int, ...], int, str]:
+    if basis not in BASES:
+        raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
     tau = tuple(int(n) for n in tau)
     if not tau or any(n < 0 for n in tau) or sum(tau) == 0:
         raise ValueError(f"tau must be fragment counts per l (>= 0, not all 0), got {tau}")
@@ -137,16 +139,20 @@ def _normalise(tau, degrees, maxl) -> tuple[tuple[int, ...], tuple[int, ...], in
     maxl = degrees[-1] * lmax if maxl is None else int(maxl)
     if maxl < 0:
         raise ValueError(f"maxl must be >= 0, got {maxl}")
-    return tau, degrees, maxl
+    return tau, degrees, maxl, basis
 
 
-@lru_cache(maxsize=None)
 def power_program(tau, degrees=(2,), maxl: int | None = None, basis: str = "complex") -> PowerProgram:
-    """The cached program of Sym^j(V) for j in ``degrees`` (V of type tau), parts L <= maxl.
+    """The program of Sym^j(V) for j in ``degrees`` (V of type tau), parts L <= maxl; compiled
+    once per normalised signature (tau, degrees, maxl, basis) and cached.
 
     ``maxl=None`` keeps everything (max(degrees) · lmax). See the module docstring.
     """
-    tau, degrees, maxl = _normalise(tau, degrees, maxl)
+    return _compile(*_normalise(tau, degrees, maxl, basis))
+
+
+@lru_cache(maxsize=None)
+def _compile(tau, degrees, maxl, basis) -> PowerProgram:
     fragment_l = tuple(l for l, n in enumerate(tau) for _ in range(n))
     channel = tuple(c for n in tau for c in range(n))
     required = _required_fragments(fragment_l, degrees, maxl)
