@@ -31,7 +31,7 @@ import numpy as np
 
 from .cg import cg_block
 
-__all__ = ["Path", "CGPlan", "cg_plan", "packed_offsets", "KINDS", "BASES"]
+__all__ = ["Path", "CGPlan", "Segment", "cg_plan", "packed_offsets", "KINDS", "BASES"]
 
 KINDS = ("full", "diag", "square")
 BASES = ("complex", "real")
@@ -71,6 +71,15 @@ class Path:
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return (np.asarray(self.left, dtype=np.int64), np.asarray(self.right, dtype=np.int64),
                 np.asarray(self.out, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Paths writing overlapping fragments of output part ``l``: ``out`` is the sorted union of
+    their output fragments, ``paths`` their indices in the plan (in plan order)."""
+    l: int
+    paths: tuple[int, ...]
+    out: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -133,27 +142,126 @@ class CGPlan:
         """Number of nonzero (m1, m2, m) terms of the path's block."""
         return int(np.count_nonzero(self.coefficients(path)))
 
-    def flops(self, batch: int = 1) -> int:
-        """Real floating-point operations: per nonzero term and fragment, a complex
-        multiply-accumulate of x*y scaled by a real coefficient costs 8 (complex basis) and 3 in
-        the real basis."""
-        per_term = 8 if self.basis == "complex" else 3
-        return batch * per_term * sum(self.nnz(p) * p.size for p in self.paths)
+    @cached_property
+    def _nnz(self) -> tuple[int, ...]:
+        return tuple(len(t[3]) for t in self.path_terms)
 
-    def bytes(self, batch: int = 1, itemsize: int = 8) -> int:
-        """Compulsory memory traffic: read x and y once, write z once. ``itemsize`` is the size of
-        one scalar element (8 for complex64, 16 for complex128, 4 for float32)."""
-        return batch * itemsize * (self.dim1 + self.dim2 + self.dim_out)
+    def flops(self, batch: int = 1, weighted: bool = False) -> int:
+        """Real floating-point operations, counting a fused multiply-add as two.
+
+        Per nonzero term and entry: the complex basis scales x by the real coefficient (2), forms
+        the complex product with y (6) and accumulates (2): 10; the real basis 3 (c*x, *y, +).
+        ``weighted`` adds the multiplication of every entry's m-vector by its weight.
+        """
+        per_term, per_weight = (10, 2) if self.basis == "complex" else (3, 1)
+        total = sum(n * p.size for n, p in zip(self._nnz, self.paths)) * per_term
+        if weighted:
+            total += per_weight * sum((2 * p.l + 1) * p.size for p in self.paths)
+        return batch * total
+
+    def bytes(self, batch: int = 1, itemsize: int = 8, weighted: bool = False) -> int:
+        """Compulsory memory traffic: read x and y once, write z once (and read the weights once
+        when ``weighted``). ``itemsize`` is the size of one scalar element (8 for complex64, 16
+        for complex128, 4 for float32); weights are real, of half that size for complex data."""
+        total = itemsize * (self.dim1 + self.dim2 + self.dim_out)
+        if weighted:
+            total += self.num_weights * (itemsize // 2 if self.basis == "complex" else itemsize)
+        return batch * total
+
+    def message_bytes(self, num_edges: int, num_nodes: int, itemsize: int = 8, weighted: bool = False,
+                      index_itemsize: int = 4) -> int:
+        """Compulsory traffic of the fused message-passing product ``out_i = sum_{e: dst=i}
+        P(x_e, y_src(e))``: read the edge features and the edge's (src, dst), read every node's y
+        once, write every node's output once (plus the per-edge weights when ``weighted``)."""
+        w = self.num_weights * (itemsize // 2 if self.basis == "complex" else itemsize) if weighted else 0
+        return (num_edges * (itemsize * self.dim1 + 2 * index_itemsize + w)
+                + num_nodes * itemsize * (self.dim2 + self.dim_out))
+
+    # ------------------------------------------------------------- kernel tables
+    @cached_property
+    def weight_offsets(self) -> tuple[int, ...]:
+        """Entry k of path p uses weight ``weight_offsets[p] + k``."""
+        return tuple(int(s) for s in np.cumsum([0] + [p.size for p in self.paths])[:-1])
+
+    @property
+    def num_weights(self) -> int:
+        """Number of per-sample weights: the total number of entries over all paths."""
+        return sum(p.size for p in self.paths)
+
+    @cached_property
+    def path_terms(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ...]:
+        """Per path ``(m_left, m_right, m_out, coef)``: its nonzero coefficients (``m + l`` indices),
+        sorted by ``m_out`` then ``m_right``; ``coef`` is float64 (real in both bases)."""
+        terms = []
+        for p in self.paths:
+            C = _real_block(self.coefficients(p), p)
+            a, b, c = np.nonzero(C)
+            order = np.lexsort((a, b, c))
+            a, b, c = a[order], b[order], c[order]
+            terms.append((a, b, c, np.ascontiguousarray(C[a, b, c], dtype=np.float64)))
+        return tuple(terms)
+
+    @cached_property
+    def path_groups(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ...]:
+        """Per path ``(out, left, right, entry)``: the entries regrouped by output fragment.
+
+        ``out (G,)`` are the distinct output fragments in increasing order; ``left``, ``right`` and
+        ``entry`` are ``(G, R)`` with R the largest number of entries per output, padded with -1:
+        ``z[out[g]] += sum_r P(x[left[g, r]], y[right[g, r]])``, and ``entry[g, r]`` is the index k
+        of that entry in the path (for weights). Forward plans have R = 1.
+        """
+        return tuple(_group_entries(*p.arrays()) for p in self.paths)
+
+    @cached_property
+    def segments(self) -> tuple[Segment, ...]:
+        """Groups of paths with overlapping output fragments (see :class:`Segment`), in order of
+        their first path. Distinct segments write disjoint output entries."""
+        parent = list(range(len(self.paths)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        owner: dict[tuple[int, int], int] = {}
+        for i, p in enumerate(self.paths):
+            for o in set(p.out):
+                j = owner.setdefault((p.l, o), i)
+                parent[root(i)] = root(j)
+        groups: dict[int, list[int]] = {}
+        for i in range(len(self.paths)):
+            groups.setdefault(root(i), []).append(i)
+        segs = [Segment(self.paths[g[0]].l, tuple(g), tuple(sorted({o for i in g for o in self.paths[i].out})))
+                for g in groups.values()]
+        return tuple(sorted(segs, key=lambda s: s.paths[0]))
+
+    @cached_property
+    def covers_output(self) -> bool:
+        """Whether every output entry is written by some path (otherwise kernels zero-fill)."""
+        return sum(len(s.out) * (2 * s.l + 1) for s in self.segments) == self.dim_out
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.kind, self.tau1, self.tau2, self.tau_out, self.maxl, self.basis, self.paths,
+                     self.conj_right, self.coef_perm))
 
     # ------------------------------------------------------------- backward
     @cached_property
     def backward_plans(self) -> tuple["CGPlan", "CGPlan"]:
         """Plans of the gradients: ``gx = P_x(gz, conj y)`` and ``gy = P_y(gz, conj x)``
-        (``conj`` applies in the complex basis; real tables are real and conj is the identity)."""
+        (``conj`` applies in the complex basis; real tables are real and conj is the identity).
+
+        When this plan itself reads ``conj y`` (``conj_right``), z depends on y through conj y:
+        then ``gx = P_x(gz, y)`` (``P_x`` reads y unconjugated) and ``gy = conj(P_y(gz, conj x))``.
+        """
         gx_paths = tuple(Path(p.l, p.l2, p.l1, p.out, p.right, p.left) for p in self.paths)
         gy_paths = tuple(Path(p.l, p.l1, p.l2, p.out, p.left, p.right) for p in self.paths)
         gx = CGPlan("grad", self.tau_out, self.tau2, self.tau1, len(self.tau1) - 1, self.basis,
-                    gx_paths, conj_right=True, coef_perm=_compose(self.coef_perm, (2, 1, 0)),
+                    gx_paths, conj_right=not self.conj_right, coef_perm=_compose(self.coef_perm, (2, 1, 0)),
                     name=f"d/dx {self.name or self.kind}")
         gy = CGPlan("grad", self.tau_out, self.tau1, self.tau2, len(self.tau2) - 1, self.basis,
                     gy_paths, conj_right=True, coef_perm=_compose(self.coef_perm, (2, 0, 1)),
@@ -175,6 +283,31 @@ class CGPlan:
 
     def __str__(self) -> str:
         return self.listing()
+
+
+def _real_block(C: np.ndarray, p: Path) -> np.ndarray:
+    """Coefficient blocks are real in both bases; a complex dtype must carry zero imaginary parts."""
+    if np.iscomplexobj(C):
+        if np.abs(C.imag).max(initial=0.0) > 1e-12:
+            raise ValueError(f"path ({p.l1},{p.l2})->{p.l}: coefficient block has nonzero imaginary parts; "
+                             f"the kernels expect real coefficient tables")
+        C = C.real
+    return C
+
+
+def _group_entries(left: np.ndarray, right: np.ndarray, out: np.ndarray):
+    """Regroup entries by output fragment; see :attr:`CGPlan.path_groups`."""
+    order = np.argsort(out, kind="stable")
+    uniq, start, counts = np.unique(out[order], return_index=True, return_counts=True)
+    G, R = len(uniq), int(counts.max(initial=0))
+    g = np.repeat(np.arange(G), counts)
+    r = np.arange(len(order)) - np.repeat(start, counts)
+    tables = []
+    for values in (left[order], right[order], order):
+        t = np.full((G, R), -1, dtype=np.int64)
+        t[g, r] = values
+        tables.append(t)
+    return (uniq.astype(np.int64), *tables)
 
 
 def _compose(first: tuple[int, int, int], then: tuple[int, int, int]) -> tuple[int, int, int]:

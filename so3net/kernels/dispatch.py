@@ -1,22 +1,98 @@
-"""The one entry point from the types layer into the CG product kernels.
+"""Backend dispatch of the CG product kernels: the one entry point from the layers above.
 
-``cg_product(x, y, plan, backend=None)`` evaluates a compiled plan (:mod:`so3net.plan`) on packed
-tensors ``x (B, plan.dim1)`` and ``y (B, plan.dim2)`` and returns ``z (B, plan.dim_out)``; the
-result is differentiable by torch autograd. Only the torch twin is wired here; asking for any
-other backend raises (no silent fallback).
+``cg_product(x, y, plan, backend=None)``, ``weighted_product(x, y, plan, weights=None,
+backend=None)`` and ``message_passing_product(edge, node, src, dst, plan, weights=None,
+num_nodes=None, backend=None)`` evaluate a compiled plan (:mod:`so3net.plan`) on packed tensors
+and are differentiable by torch autograd to any order.
+
+Backend choice, most specific first: the per-call ``backend=``, then the innermost
+``with backend(...)`` block, then :func:`set_backend`, then automatic — CUDA tensors go to
+``"triton"``, CPU tensors to ``"torch"`` (the twin). ``"triton"`` on CPU tensors runs the Triton
+interpreter, which needs ``TRITON_INTERPRET=1`` set before triton is first imported; otherwise it
+raises. A backend that cannot run raises a ``RuntimeError`` saying why; nothing falls back silently.
 """
 from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import threading
 
 import torch
 
 from ..plan import CGPlan
-from .torch_cg import cg_product as _torch_cg_product
 
-__all__ = ["cg_product"]
+__all__ = ["BACKENDS", "set_backend", "get_backend", "backend", "resolve", "cg_product", "weighted_product",
+           "message_passing_product"]
+
+BACKENDS = ("torch", "triton")
+_state = threading.local()
+_default: list[str | None] = [None]
+
+
+def _check_name(name: str | None) -> str | None:
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} (or None for automatic), got {name!r}")
+    return name
+
+
+def set_backend(name: str | None) -> None:
+    """Set the process-wide backend (``"torch"``, ``"triton"``, or ``None`` for automatic)."""
+    _default[0] = _check_name(name)
+
+
+def get_backend() -> str | None:
+    """The backend in force for calls without ``backend=`` (``None``: automatic by device)."""
+    stack = getattr(_state, "stack", [])
+    return stack[-1] if stack else _default[0]
+
+
+@contextlib.contextmanager
+def backend(name: str | None):
+    """Use ``name`` for the CG products inside the ``with`` block (this thread only)."""
+    _check_name(name)
+    stack = _state.__dict__.setdefault("stack", [])
+    stack.append(name)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def resolve(name: str | None, like: torch.Tensor):
+    """The engine module of backend ``name`` (or the automatic choice) for tensors like ``like``."""
+    name = _check_name(name) or get_backend() or ("triton" if like.device.type == "cuda" else "torch")
+    if name == "torch":
+        from . import torch_cg
+        return torch_cg
+    if like.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("backend 'triton' needs CUDA tensors; on CPU tensors it runs only under the Triton "
+                           "interpreter (set TRITON_INTERPRET=1 before triton is first imported). "
+                           "Use backend='torch' for CPU tensors.")
+    try:
+        module = importlib.import_module(".triton_ops", __package__)
+    except ImportError as err:
+        raise RuntimeError(f"backend 'triton' is not available: {err}") from err
+    module.check_device(like)
+    return module
 
 
 def cg_product(x: torch.Tensor, y: torch.Tensor, plan: CGPlan, backend: str | None = None) -> torch.Tensor:
-    """Evaluate ``plan`` on packed ``x`` and ``y`` with the given backend (``None`` or ``"torch"``)."""
-    if backend not in (None, "torch"):
-        raise ValueError(f"backend {backend!r} is not available here; expected None or 'torch'")
-    return _torch_cg_product(x, y, plan)
+    """Evaluate ``plan`` on packed ``x (B, plan.dim1)``, ``y (B, plan.dim2)``: ``z (B, plan.dim_out)``."""
+    return resolve(backend, x).cg_product(x, y, plan)
+
+
+def weighted_product(x: torch.Tensor, y: torch.Tensor, plan: CGPlan, weights: torch.Tensor | None = None,
+                     backend: str | None = None) -> torch.Tensor:
+    """``plan`` with real per-sample weights ``(B, plan.num_weights)`` (entry k of path p uses column
+    ``plan.weight_offsets[p] + k``): the "uvu" channel-wise product for a ``diag`` plan."""
+    return resolve(backend, x).weighted_product(x, y, plan, weights)
+
+
+def message_passing_product(edge: torch.Tensor, node: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                            plan: CGPlan, weights: torch.Tensor | None = None, num_nodes: int | None = None,
+                            backend: str | None = None) -> torch.Tensor:
+    """``out[i] = sum_{e: dst[e] = i} P(edge[e], node[src[e]], weights[e])``, packed
+    ``(num_nodes, plan.dim_out)`` (``num_nodes`` defaults to ``node.shape[0]``); the Triton
+    kernel gathers and scatter-sums inside, with no per-edge intermediate."""
+    return resolve(backend, edge).message_passing_product(edge, node, src, dst, plan, weights, num_nodes)
