@@ -35,7 +35,7 @@ def group_coeffs(lmax, *batch, seed=0, dtype=C128):
 def max_err(a, b) -> float:
     a, b = getattr(a, "parts", a), getattr(b, "parts", b)
     assert sorted(a) == sorted(b)
-    return max(float((a[l] - b[l]).abs().max()) for l in a)
+    return max(float((a[l] - b[l]).detach().abs().max()) for l in a)
 
 
 def rotate(coeffs, R):
@@ -237,3 +237,157 @@ def test_transform_arguments_are_checked():
         so3_inverse(group_coeffs(2), so3_grid(2))
     with pytest.raises(TypeError, match="float32/float64/complex64/complex128"):
         sphere_forward(torch.zeros(32, dtype=torch.int64), grid, 1)
+
+
+# ----------------------------------------------------------------------------- convolutions and products
+
+ROTS = random_rotation(4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+
+
+def test_so3_convolve_equals_quadrature_on_the_group():
+    F, G = group_coeffs(3, seed=1), group_coeffs(3, seed=2)
+    grid = so3_grid(4)  # f(u v^-1) g(v) has band 7 in v: integrated exactly
+    gv, w = so3_evaluate(G, grid.R), grid.weights
+    direct = torch.stack([(w * so3_evaluate(F, u @ grid.R.transpose(-1, -2)) * gv).sum() for u in ROTS])
+    assert (direct - so3_evaluate(so3_convolve(F, G), ROTS)).abs().max() < 1e-11
+
+
+def test_sphere_correlate_case1_equals_quadrature_on_the_sphere():
+    F, G = sphere_coeffs(3, seed=3), sphere_coeffs(3, seed=4)
+    grid = sphere_grid(4, "equiangular")
+    fy, w, y = sphere_evaluate(F, grid.xyz), grid.weights, grid.xyz
+    direct = torch.stack([(w * fy * sphere_evaluate(G, y @ R).conj()).sum() for R in ROTS])  # g(R^-1 y)
+    H = sphere_correlate(F, G)
+    assert H.parts[3].shape == (7, 7)
+    assert (direct - so3_evaluate(H, ROTS)).abs().max() < 1e-11
+
+
+def test_sphere_convolve_case2_zonal_filter_equals_quadrature_for_any_lift():
+    F = sphere_coeffs(3, seed=5)
+    G = {l: torch.zeros(2 * l + 1, 1, dtype=C128) for l in range(4)}
+    for l in G:
+        G[l][l, 0] = complex(0.3 * l - 0.5, 0.2 + l)
+    grid = sphere_grid(4)
+    fy, w, y = sphere_evaluate(F, grid.xyz), grid.weights, grid.xyz
+    x = torch.nn.functional.normalize(torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)), dim=-1)
+    theta, phi = torch.acos(x[:, 2]), torch.atan2(x[:, 1], x[:, 0])
+    H = sphere_evaluate(sphere_convolve(F, G), x)
+    for gamma in (0.0, 1.3):  # any rotation with R_x z = x gives the same result for a zonal filter
+        Rx = euler_to_matrix(phi, theta, torch.full_like(phi, gamma))
+        direct = torch.stack([(w * fy * sphere_evaluate(G, y @ R).conj()).sum() for R in Rx])
+        assert (direct - H).abs().max() < 1e-11
+    with pytest.raises(ValueError, match="zonal filter"):
+        sphere_convolve(F, sphere_coeffs(2, seed=6))
+
+
+@pytest.mark.parametrize("conv,make", [(so3_convolve, group_coeffs), (sphere_correlate, sphere_coeffs)])
+def test_convolutions_are_equivariant_in_the_signal(conv, make):
+    F, G = make(3, 2, seed=8), make(3, seed=9)
+    t = ROTS[0]
+    assert max_err(conv(rotate(F, t), G), rotate(conv(F, G), t)) < 1e-12
+
+
+def test_product_of_wigner_D_identity_behind_Fproduct():
+    """D^{l1}_{ab} D^{l2}_{cd} = Σ_l <l1 a; l2 c | l a+c> <l1 b; l2 d | l b+d> D^l_{a+c, b+d}."""
+    from so3net.cg import clebsch_gordan
+    R = ROTS[1]
+    l1, l2 = 2, 1
+    D1, D2 = wigner_D_from_matrix(l1, R), wigner_D_from_matrix(l2, R)
+    for a, b, c, d in [(1, -2, 0, 1), (-2, 2, 1, -1), (0, 0, -1, 1)]:
+        rhs = sum(clebsch_gordan(l1, a, l2, c, l, a + c) * clebsch_gordan(l1, b, l2, d, l, b + d)
+                  * wigner_D_from_matrix(l, R)[a + c + l, b + d + l]
+                  for l in range(abs(l1 - l2), l1 + l2 + 1) if abs(a + c) <= l and abs(b + d) <= l)
+        assert abs(complex(D1[a + l1, b + l1] * D2[c + l2, d + l2]) - complex(rhs)) < 1e-13
+
+
+def test_Fproduct_equals_transform_product_transform_back():
+    F, G = group_coeffs(2, 2, seed=10), group_coeffs(3, 2, seed=11)
+    grid = so3_grid(9)  # the product has band 5; its transform up to l = 5 needs B >= 6 (+ margin)
+    ref = so3_forward(so3_inverse(F, grid) * so3_inverse(G, grid), grid, 5)
+    assert max_err(Fproduct(F, G), ref) < 1e-11
+    low = Fproduct(F, G, lmax=2)
+    assert sorted(low.parts) == [0, 1, 2] and max_err(low, {l: ref.parts[l] for l in range(3)}) < 1e-11
+    square = so3_forward(so3_inverse(F, grid) ** 2, grid, 4)
+    assert max_err(Fproduct(F, F), square) < 1e-11  # the square path (each pair once) agrees
+
+
+def test_Fproduct_fills_unreachable_degrees_with_zeros_and_checks_arguments():
+    F = {1: group_coeffs(1)[1]}
+    G = {2: group_coeffs(2)[2]}
+    H = Fproduct(F, G, lmax=3).parts
+    assert sorted(H) == [0, 1, 2, 3] and float(H[0].abs().max()) == 0 and H[3].shape == (7, 7)
+    with pytest.raises(ValueError, match="group coefficients need parts"):
+        Fproduct(sphere_coeffs(1), G)
+    with pytest.raises(ValueError, match="non-negative integer"):
+        Fproduct(F, G, lmax=-1)
+
+
+# ----------------------------------------------------------------------------- layers and the example
+
+def test_layers_are_the_documented_convolutions_summed_over_input_channels():
+    gen = torch.Generator().manual_seed(0)
+    s2, so3 = S2Conv(2, 3, 2, generator=gen).double(), SO3Conv(3, 2, 2, generator=gen).double()
+    for p in list(s2.parameters()) + list(so3.parameters()):
+        p.data = p.data.to(C128)
+    F = sphere_coeffs(2, 5, 2, seed=1)
+    X = s2(F)
+    assert X.parts[2].shape == (5, 3, 5, 5)
+    for o in range(3):
+        expected = sum(sphere_correlate({l: F[l][:, i] for l in F}, {l: s2.filters[l][i, o] for l in F}).parts[2]
+                       for i in range(2))
+        assert torch.allclose(X.parts[2][:, o], expected)
+    Y = so3(X)
+    expected = sum(so3_convolve({l: X.parts[l][:, i] for l in X.parts}, {l: so3.filters[l][i, 1] for l in X.parts}).parts[1]
+                   for i in range(3))
+    assert torch.allclose(Y.parts[1][:, 1], expected)
+    with pytest.raises(ValueError, match="c_in = 3"):
+        so3(sphere_coeffs(2, 5, 2))
+
+
+def test_layer_stack_is_equivariant_and_invariants_are_invariant():
+    gen = torch.Generator().manual_seed(1)
+    s2, so3, square = S2Conv(1, 3, 3, generator=gen), SO3Conv(3, 2, 3, generator=gen), SO3Square(3)
+    net = lambda F: square(so3(square(s2(F))))
+    F = sphere_coeffs(3, 4, 1, seed=2, dtype=torch.complex64)
+    t = ROTS[2]
+    with torch.no_grad():
+        out, turned = net(F), net(rotate(F, t))
+    assert max_err(turned, rotate(out, t)) < 2e-4 * max(float(p.abs().max()) for p in out.parts.values())
+    inv, inv_t = so3_invariants(out), so3_invariants(turned)
+    assert inv.shape == (4, 2, 5) and inv.dtype == torch.float32
+    assert torch.allclose(inv, inv_t, rtol=1e-4, atol=1e-4 * float(inv.abs().max()))
+
+
+def _example():
+    path = Path(__file__).resolve().parents[1] / "examples" / "spherical_classifier.py"
+    spec = importlib.util.spec_from_file_location("spherical_classifier", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_logits_are_rotation_invariant():
+    ex = _example()
+    model = ex.SphericalClassifier(seed=3)
+    gen = torch.Generator().manual_seed(4)
+    labels = torch.tensor([0, 1, 2, 0])
+    F = ex.pattern_coefficients(labels, model.lmax, gen)
+    R = random_rotation(4, generator=gen)
+    with torch.no_grad():
+        logits = model(sphere_inverse(F, model.grid).real.float())
+        turned = model(sphere_inverse(rotate(F, R), model.grid).real.float())
+        other = model(sphere_inverse(ex.pattern_coefficients(labels.roll(1), model.lmax, gen), model.grid).real.float())
+    assert (logits - turned).abs().max() < 1e-4 * logits.abs().max()
+    assert (logits - other).abs().max() > 1e-2 * logits.abs().max()  # the check can fail: inputs matter
+
+
+@pytest.mark.slow
+def test_example_learns_well_above_chance():
+    ex = _example()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, accuracy, _ = ex.train(steps=30, batch=16, seed=0)
+    finally:
+        torch.set_num_threads(threads)
+    assert accuracy > 0.55, accuracy  # chance is 1/3
