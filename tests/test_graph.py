@@ -9,6 +9,8 @@ from hypothesis import Phase, given, settings, strategies as st
 import so3net.graph as G
 from so3net import sph as S
 from so3net import types as T
+from so3net.kernels.torch_cg import cg_product_reference
+from so3net.plan import cg_plan
 from so3net.types import SO3vec
 
 C128, F64 = torch.complex128, torch.float64
@@ -444,18 +446,59 @@ def test_parameters_train_with_torch_optim_and_state_dict_round_trips():
         net.backward(torch.ones(1, dtype=F64))
 
 
-def test_bridge_matches_the_torch_twin_to_second_order():
-    from so3net.kernels.torch_cg import cg_product as twin
-    from so3net.plan import cg_plan
+def test_bridge_matches_the_reference_to_second_order():
+    from so3net.graph.bridge import weighted_product
     for kind, t1, t2 in [("full", (1, 2, 1), (2, 1)), ("diag", (2, 2), (2, 2)), ("square", (2, 1), (2, 1))]:
         plan = cg_plan(t1, t2, None, kind)
         x, y = randc(3, plan.dim1).requires_grad_(), randc(3, plan.dim2, seed=1).requires_grad_()
+        w = randr(3, plan.num_weights, seed=3).requires_grad_()
         g = randc(3, plan.dim_out, seed=2)
         res = []
-        for f in (twin, G.torch_cg_product):
-            z = f(x, y, plan)
-            gx, gy = torch.autograd.grad(z, [x, y], g, create_graph=True)
-            h = torch.autograd.grad((gx.abs() ** 2).sum() + (gy * gy).real.sum(), [x, y])
-            res.append((z, gx, gy) + h)
+        for f in (cg_product_reference, weighted_product):
+            z = f(x, y, plan, w)
+            grads = torch.autograd.grad(z, [x, y, w], g, create_graph=True)
+            h = torch.autograd.grad(sum((t.abs() ** 2).sum() for t in grads), [x, y, w])
+            res.append((z,) + grads + h)
         for a, b in zip(*res):
             torch.testing.assert_close(a, b)
+
+
+# ------------------------------------------------------------------------------ weighted and fused products
+def _reference_vec(plan, x, y, w=None):
+    batch = x.batch
+    z = cg_product_reference(x.packed().reshape(-1, plan.dim1), y.packed().reshape(-1, plan.dim2), plan,
+                             None if w is None else w.reshape(-1, plan.num_weights))
+    return SO3vec.from_packed(z.reshape(*batch, plan.dim_out), plan.tau_out)
+
+
+@settings(max_examples=8, deadline=None, phases=NO_SHRINK)
+@given(tau=taus, c=st.integers(1, 2), kind=st.sampled_from(["diag", "full"]), seed=st.integers(0, 100))
+def test_weighted_and_message_passing_products_match_torch(tau, c, kind, seed):
+    tau = [n and c for n in tau]
+    plan = cg_plan(tuple(tau), tuple(tau), None, kind)
+    x, y, w = randv(3, tau, seed), randv(3, tau, seed + 1), randr(3, plan.num_weights, seed=seed)
+    if kind == "diag":
+        check_op(lambda u, v, ww: G.DiagCGproduct(u, v, weights=ww), lambda u, v, ww: _reference_vec(plan, u, v, ww),
+                 x, y, w)
+    src, dst = torch.tensor([0, 2, 1, 2, 0]), torch.tensor([1, 1, 3, 0, 1])
+    edge, we = randv(5, tau, seed + 2), randr(5, plan.num_weights, seed=seed + 1)
+
+    def torch_mp(e, n, ww):
+        msg = _reference_vec(plan, e, SO3vec({l: p[src] for l, p in n.parts.items()}), ww)
+        return SO3vec({l: p.new_zeros(4, *p.shape[1:]).index_add(0, dst, p) for l, p in msg.parts.items()})
+    check_op(lambda e, n, ww: G.message_passing(e, n, src, dst, kind, weights=ww, num_nodes=4), torch_mp, edge, x, we)
+
+
+def test_plain_so3vecs_fall_through_to_torch_autograd_paths():
+    tau = (2, 2, 2)
+    plan = cg_plan(tau, tau, 2, "diag")
+    x, y, w = randv(3, tau), randv(3, tau, seed=1), randr(3, plan.num_weights)
+    engine = G.DiagCGproduct(G.Variable(x), y, maxl=2, normalized=True, weights=w)
+    plain = G.DiagCGproduct(x, y, maxl=2, normalized=True, weights=w)
+    assert isinstance(plain, SO3vec)
+    _close(engine, plain, "weighted product, plain SO3vecs")
+    src, dst = torch.tensor([0, 2, 1]), torch.tensor([1, 1, 0])
+    plain = G.message_passing(x, y, src, dst, "full", maxl=1)
+    engine = G.message_passing(G.Variable(x), G.Variable(y), src, dst, "full", maxl=1)
+    assert isinstance(plain, SO3vec) and plain.batch == (3,)
+    _close(engine, plain, "message passing, plain SO3vecs")

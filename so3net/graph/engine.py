@@ -292,6 +292,7 @@ def _run(outputs, gradients, targets, create_graph, retain_graph):
                 if gp is not None and p.requires_grad:
                     grads[id(p)] = gp if id(p) not in grads else grads[id(p)] + gp
             if not retain:
+                fn.__dict__.clear()  # saved tensors go with the graph
                 fn.parents = _Freed
     return found
 

@@ -6,8 +6,8 @@ products, packed layout of :mod:`so3net.plan`) and the complex gradient conventi
 :mod:`so3net.graph.engine`. Per-fragment quantities of a vector of type tau are tensors
 ``(b..., K)`` with ``K = sum_l tau[l]``, fragments of part 0 first, then part 1, and so on.
 
-The CG products evaluate their compiled plan with :func:`so3net.kernels.dispatch.cg_product`;
-their backward is the same product with the plan's backward plans (see :mod:`.bridge`).
+The CG products evaluate their compiled plan with the kernels (see :mod:`.products`); their
+backward is the same product with the plan's backward plans.
 """
 from __future__ import annotations
 
@@ -16,15 +16,16 @@ import math
 import torch
 
 from .. import types as T
-from ..kernels.dispatch import cg_product as _dispatch
+from ..kernels import dispatch as _dispatch
 from ..plan import CGPlan, cg_plan
 from ..types import SO3vec
-from .bridge import gradient_plans
 from .engine import Function, Variable, deferrable
+from .products import plan_message_passing, plan_product
 from .ops import conj, index, like, matmul, reshape, sum as _sum, transpose
 
 __all__ = ["part", "from_parts", "take", "fragments", "oplus", "scale", "fragment_scale", "inp", "norm2",
-           "norm", "mix", "plan_product", "CGproduct", "DiagCGproduct", "CGsquare", "so3_mul"]
+           "norm", "mix", "plan_product", "plan_message_passing", "CGproduct", "DiagCGproduct", "CGsquare",
+           "message_passing", "so3_mul"]
 
 
 def _zeros(tau, batch, like_value: torch.Tensor, basis: str) -> SO3vec:
@@ -159,49 +160,37 @@ def _weight_grad(X: Variable, G: Variable, w: Variable) -> Variable:
 
 
 # ------------------------------------------------------------------------------ CG products
-class PlanProduct(Function):
-    """``z = plan(x, y)``: the compiled bilinear product on SO3vecs, evaluated packed by the kernels.
-
-    Batch shapes broadcast. The backward is this op again with the gradient plans (:mod:`.bridge`).
-    """
-    def forward(self, x, y, plan: CGPlan):
-        self.plan = plan
-        batch = tuple(torch.broadcast_shapes(torch.Size(x.batch), torch.Size(y.batch)))
-        B = math.prod(batch)
-        xp = x.packed().expand(*batch, plan.dim1).reshape(B, plan.dim1)
-        yp = xp if y is x else y.packed().expand(*batch, plan.dim2).reshape(B, plan.dim2)
-        z = _dispatch(xp, yp, plan)
-        return SO3vec.from_packed(z.reshape(*batch, plan.dim_out), plan.tau_out, basis=x.basis)
-
-    def backward(self, g):
-        x, y = self.parents
-        px, py, conj_y = gradient_plans(self.plan)
-        gx = like(plan_product(g, y, px), x) if self.needs[0] else None
-        gy = None
-        if self.needs[1]:
-            gy = plan_product(g, x, py)
-            gy = like(conj(gy) if conj_y else gy, y)
-        return gx, gy
-
-
-def plan_product(x, y, plan: CGPlan) -> Variable:
-    """Evaluate a compiled plan (:mod:`so3net.plan`) on two SO3vec Variables."""
-    return PlanProduct.apply(x, y, plan=plan)
-
-
-def _product(x, y, kind: str, maxl, normalized: bool, op: str):
-    vx, vy = x.value, y.value
+def _plan(vx, vy, kind: str, maxl, op: str) -> CGPlan:
     for v in (vx, vy):
         if not isinstance(v, SO3vec):
             raise TypeError(f"{op} expects SO3vec operands, got {type(v).__name__}")
     if kind == "diag":
         vx.tau.DiagCGproduct(vy.tau, maxl)  # raises with the expected types
     try:
-        plan = cg_plan(tuple(vx.tau), tuple(vy.tau), maxl, kind, vx.basis)
+        return cg_plan(tuple(vx.tau), tuple(vy.tau), maxl, kind, vx.basis)
     except ValueError as err:
         raise ValueError(f"{op} of types {vx.tau} and {vy.tau}: {err}") from None
-    z = plan_product(x, y, plan)
-    return fragment_scale(z, Variable(_normalization(plan, vx.parts[0]))) if normalized else z
+
+
+def _product(x, y, kind: str, maxl, normalized: bool, op: str, weights=None):
+    plan = _plan(_value(x), _value(y), kind, maxl, op)
+    if not any(isinstance(a, Variable) for a in (x, y, weights)):
+        return T.SO3vec.from_packed(_dispatch_weighted(x, y, plan, weights, normalized), plan.tau_out, basis=x.basis)
+    z = plan_product(*_both(x, y), plan, weights)
+    return fragment_scale(z, Variable(_normalization(plan, _value(x).parts[0]))) if normalized else z
+
+
+def _dispatch_weighted(x: SO3vec, y: SO3vec, plan: CGPlan, weights, normalized: bool) -> torch.Tensor:
+    """Plain SO3vecs with weights: the kernels' differentiable weighted product (torch autograd)."""
+    batch = tuple(torch.broadcast_shapes(torch.Size(x.batch), torch.Size(y.batch)))
+    B = math.prod(batch)
+    xp, yp = (v.packed().expand(*batch, v.tau.dim).reshape(B, v.tau.dim) for v in (x, y))
+    w = weights.reshape(-1, plan.num_weights).expand(B, plan.num_weights)
+    z = _dispatch.weighted_product(xp, yp, plan, w)
+    if normalized:  # per-fragment factors laid out like part l: (2l+1, n) row-major
+        s, off = _normalization(plan, z), _offsets(plan.tau_out)
+        z = z * torch.cat([s[off[l]:off[l + 1]].repeat(2 * l + 1) for l in range(len(plan.tau_out))])
+    return z.reshape(*batch, plan.dim_out)
 
 
 def _normalization(plan: CGPlan, like_value: torch.Tensor) -> torch.Tensor:
@@ -211,6 +200,10 @@ def _normalization(plan: CGPlan, like_value: torch.Tensor) -> torch.Tensor:
         for o in p.out:
             scale[off[p.l] + o] = math.sqrt((2 * p.l1 + 1) * (2 * p.l2 + 1) / (2 * p.l + 1))
     return torch.tensor(scale, dtype=like_value.real.dtype, device=like_value.device)
+
+
+def _value(x):
+    return x.value if isinstance(x, Variable) else x
 
 
 def _both(x, y):
@@ -223,15 +216,17 @@ def CGproduct(x, y, maxl: int | None = None, normalized: bool = False):
     on two plain SO3vecs it is :func:`so3net.types.CGproduct`."""
     if not isinstance(x, Variable) and not isinstance(y, Variable):
         return T.CGproduct(x, y, maxl=maxl, normalized=normalized)
-    return _product(*_both(x, y), "full", maxl, normalized, "CGproduct")
+    return _product(x, y, "full", maxl, normalized, "CGproduct")
 
 
 @deferrable
-def DiagCGproduct(x, y, maxl: int | None = None, normalized: bool = False):
-    """Diagonal CG product (fragment i with fragment i; equal types) of SO3vec Variables."""
-    if not isinstance(x, Variable) and not isinstance(y, Variable):
+def DiagCGproduct(x, y, maxl: int | None = None, normalized: bool = False, weights=None):
+    """Diagonal CG product (fragment i with fragment i; equal types). With ``weights`` (real,
+    ``(b..., plan.num_weights)`` or shared ``(plan.num_weights,)``: one weight per output fragment,
+    in plan path order) it is the weighted channel-wise ("uvu") product of the kernels."""
+    if weights is None and not isinstance(x, Variable) and not isinstance(y, Variable):
         return T.DiagCGproduct(x, y, maxl=maxl, normalized=normalized)
-    return _product(*_both(x, y), "diag", maxl, normalized, "DiagCGproduct")
+    return _product(x, y, "diag", maxl, normalized, "DiagCGproduct", weights)
 
 
 @deferrable
@@ -240,6 +235,21 @@ def CGsquare(x, maxl: int | None = None, normalized: bool = False):
     if not isinstance(x, Variable):
         return T.CGsquare(x, maxl=maxl, normalized=normalized)
     return _product(x, x, "square", maxl, normalized, "CGsquare")
+
+
+@deferrable
+def message_passing(edge, node, src: torch.Tensor, dst: torch.Tensor, kind: str = "diag", maxl: int | None = None,
+                    weights=None, num_nodes: int | None = None):
+    """The fused message-passing product ``out[i] = sum_{e: dst[e] = i} P(edge[e], node[src[e]])``
+    with P the ``kind`` ("full" or "diag") CG product, optionally weighted per edge
+    (``(E, plan.num_weights)``); ``edge (E, ...)``, ``node (N, ...)``, result ``(num_nodes, ...)``.
+    Equal to ``scatter_sum(P(edge, gather(node, src)), dst, num_nodes)`` without the per-edge
+    intermediate in the Triton kernel."""
+    plan = _plan(_value(edge), _value(node), kind, maxl, "message_passing")
+    if not any(isinstance(a, Variable) for a in (edge, node, weights)):
+        z = _dispatch.message_passing_product(edge.packed(), node.packed(), src, dst, plan, weights, num_nodes)
+        return T.SO3vec.from_packed(z, plan.tau_out, basis=edge.basis)
+    return plan_message_passing(*_both(edge, node), src, dst, plan, weights, num_nodes)
 
 
 # ------------------------------------------------------------------------------ functional API
@@ -319,10 +329,6 @@ def so3_mul(x, y) -> Variable:
             all(n == yv.shape[1] for n in v.tau) and not _batch_shaped(yv, v):
         return mix(x, *[index(y, l) for l in range(yv.shape[0])])
     return scale(x, y)
-
-
-def _value(x):
-    return x.value if isinstance(x, Variable) else x
 
 
 def _batch_shaped(t: torch.Tensor, v: SO3vec) -> bool:

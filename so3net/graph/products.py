@@ -1,0 +1,162 @@
+"""CG products as engine ops: the kernels' bilinear evaluation and weight gradient, on packed tensors.
+
+Two primitives mirror :mod:`so3net.kernels.autograd` (same semantics, same gradient rule), but
+record engine nodes instead of torch ones:
+
+- ``Bilinear(a, b, w)``: ``z = o(P(a, c(b), w))`` — plan ``P``, ``c`` = conj when
+  ``P.conj_right``, ``o`` = conj when ``conj_out``, optional real per-entry weights ``w``, and an
+  optional row map (gathers and scatter-sum of the fused message-passing product);
+- ``WeightGrad(g, a, b)``: ``gw[k] = Re sum_m o(g)[out_k] conj(u_k)`` with ``u_k`` the unweighted
+  entry k of ``P(a, c(b))``.
+
+Both evaluate with the backend chosen by :func:`so3net.kernels.dispatch.resolve` (the torch twin on
+CPU tensors, Triton on CUDA tensors). Gradient rule (torch's complex convention, real
+coefficients), with ``(Pa, Pb)`` the plan's backward plans (which read ``conj`` of their right
+operand unless told otherwise): ``ga = Bilinear_{Pa}(gz, b, w)`` reading b conjugated iff
+``c == o``, conjugated iff ``o``; ``gb = Bilinear_{Pb}(o(gz), a, w)`` reading a conjugated iff
+``not o``, conjugated iff ``c != o``; ``gw = WeightGrad(gz, a, b)``. The backward of
+``WeightGrad`` is ``Bilinear`` (for g) and the input gradients above (for a and b). Every
+gradient is an engine op again, so derivatives of any order work.
+
+SO3vec Variables enter and leave through ``Pack``/``Unpack`` (the packed layout of
+:mod:`so3net.plan`, batch dimensions flattened, shapes broadcast).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import lru_cache
+
+import torch
+
+from ..kernels.checks import check_operands, check_weights
+from ..kernels.dispatch import resolve
+from ..kernels.rows import RowMap, message_rows
+from ..plan import CGPlan
+from ..types import SO3vec
+from .engine import Function, Variable
+from .ops import expand, like, reshape
+
+__all__ = ["pack", "unpack", "bilinear", "plan_product", "plan_message_passing"]
+
+
+@lru_cache(maxsize=4096)
+def _with_conj(plan: CGPlan, conj_right: bool) -> CGPlan:
+    return plan if plan.conj_right == conj_right else dataclasses.replace(plan, conj_right=conj_right)
+
+
+def _by(rows: RowMap | None, side: str) -> RowMap | None:
+    return None if rows is None else getattr(rows, side)
+
+
+class Bilinear(Function):
+    """``o(P(a, c(b), w))`` on packed tensors (see the module docstring)."""
+    def forward(self, a, b, w, plan, rows, conj_out):
+        self.plan, self.rows, self.conj_out = plan, rows, conj_out
+        return resolve(None, a).bilinear(plan, rows, a, b, w, conj_out)
+
+    def backward(self, g):
+        a, b, w = self.parents
+        ga, gb = _input_grads(self.plan, self.rows, self.conj_out, g, a, b, w, self.needs[0], self.needs[1])
+        gw = WeightGrad.apply(g, a, b, plan=self.plan, rows=self.rows, conj_g=self.conj_out) if self.needs[2] else None
+        return ga, gb, gw
+
+
+class WeightGrad(Function):
+    """``Re sum_m o(g) conj(u)`` per weight column (see the module docstring)."""
+    def forward(self, g, a, b, plan, rows, conj_g):
+        self.plan, self.rows, self.conj_g = plan, rows, conj_g
+        return resolve(None, a).weight_grad(plan, rows, g, a, b, conj_g)
+
+    def backward(self, ggw):
+        g, a, b = self.parents
+        o = self.conj_g
+        gg = bilinear(a, b, ggw, self.plan, self.rows, o) if self.needs[0] else None
+        ga, gb = _input_grads(self.plan, self.rows, o, g, a, b, ggw, self.needs[1], self.needs[2])
+        return gg, ga, gb
+
+
+def _input_grads(plan, rows, o: bool, gz, a, b, w, need_a: bool, need_b: bool):
+    pa, pb = plan.backward_plans
+    c = plan.conj_right
+    ga = bilinear(gz, b, w, _with_conj(pa, c == o), _by(rows, "by_left"), o) if need_a else None
+    gb = bilinear(gz, a, w, _with_conj(pb, not o), _by(rows, "by_right"), c != o) if need_b else None
+    return ga, gb
+
+
+def bilinear(a, b, w, plan: CGPlan, rows: RowMap | None = None, conj_out: bool = False) -> Variable:
+    """The engine primitive ``o(P(a, c(b), w))`` on packed tensor Variables (``w`` may be None)."""
+    return Bilinear.apply(a, b, w, plan=plan, rows=rows, conj_out=conj_out)
+
+
+# ------------------------------------------------------------------------------ SO3vec <-> packed
+class Pack(Function):
+    """An SO3vec as its packed tensor ``(B, dim)``, batch ``batch`` (broadcast) flattened."""
+    def forward(self, x, batch):
+        self.tau, self.basis, self.batch = x.tau, x.basis, batch
+        return x.packed().expand(*batch, x.tau.dim).reshape(math.prod(batch), x.tau.dim)
+
+    def backward(self, g):
+        return (like(unpack(g, self.tau, self.batch, self.basis), self.parents[0]),)
+
+
+class Unpack(Function):
+    """A packed tensor ``(B, dim)`` as an SO3vec of type tau and batch shape ``batch``."""
+    def forward(self, t, tau, batch, basis):
+        self.batch = batch
+        return SO3vec.from_packed(t.reshape(*batch, t.shape[-1]), tau, basis=basis)
+
+    def backward(self, g): return (pack(g, self.batch),)
+
+
+def pack(x, batch=None) -> Variable:
+    """Packed ``(B, dim)`` tensor Variable of an SO3vec Variable (batch broadcast to ``batch``)."""
+    return Pack.apply(x, batch=tuple(x.value.batch if batch is None else batch))
+
+
+def unpack(t, tau, batch, basis: str = "complex") -> Variable:
+    return Unpack.apply(t, tau=tuple(tau), batch=tuple(batch), basis=basis)
+
+
+# ------------------------------------------------------------------------------ products on SO3vecs
+def _batch(*vs) -> tuple[int, ...]:
+    return tuple(torch.broadcast_shapes(*(torch.Size(v.value.batch) for v in vs)))
+
+
+def plan_product(x, y, plan: CGPlan, weights=None) -> Variable:
+    """``plan(x, y)`` on two SO3vec Variables (batch shapes broadcast), optionally with real
+    per-sample weights ``(b..., plan.num_weights)`` or shared ones ``(plan.num_weights,)`` (entry k
+    of path p uses column ``plan.weight_offsets[p] + k``: the "uvu" product for a diag plan).
+    Differentiable to any order in x, y and the weights."""
+    batch = _batch(x, y)
+    a = pack(x, batch)
+    b = a if y is x else pack(y, batch)
+    w = _weights(weights, a.value.shape[0], plan)
+    check_operands(a.value, b.value, plan, None)
+    check_weights(None if w is None else w.value, a.value, plan, a.value.shape[0])
+    return unpack(bilinear(a, b, w, plan), plan.tau_out, batch, x.value.basis)
+
+
+def plan_message_passing(edge, node, src: torch.Tensor, dst: torch.Tensor, plan: CGPlan, weights=None,
+                         num_nodes: int | None = None) -> Variable:
+    """The fused message-passing product ``out[i] = sum_{e: dst[e] = i} plan(edge[e], node[src[e]],
+    weights[e])`` on SO3vec Variables with one batch dimension (edges; nodes), ``(num_nodes, ...)``;
+    weights ``(E, plan.num_weights)`` or none. The Triton kernel forms no per-edge intermediate."""
+    a, b = pack(edge), pack(node)
+    n = node.value.batch[0] if num_nodes is None else int(num_nodes)
+    rows = message_rows(src, dst, n, b.value.shape[0])
+    w = _weights(weights, a.value.shape[0], plan)
+    check_operands(a.value, b.value, plan, rows)
+    check_weights(None if w is None else w.value, a.value, plan, rows.n_weight)
+    return unpack(bilinear(a, b, w, plan, rows), plan.tau_out, (n,), node.value.basis)
+
+
+def _weights(weights, rows: int, plan: CGPlan):
+    """Weights as a ``(rows, num_weights)`` Variable (shared 1-d weights are expanded)."""
+    if weights is None:
+        return None
+    w = weights if isinstance(weights, Variable) else Variable(weights)
+    shape = tuple(w.value.shape)
+    if len(shape) == 1:
+        return expand(reshape(w, (1, shape[0])), (rows, shape[0]))
+    return w if shape == (rows, shape[-1]) else reshape(w, (rows, shape[-1]))
