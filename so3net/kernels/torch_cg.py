@@ -165,4 +165,4 @@ def cg_product_reference(x: torch.Tensor, y: torch.Tensor, plan: CGPlan,
             w = weights[:, off:off + p.size].to(torch.float64)
         for m1, m2, m, c in zip(*plan.path_terms[i]):
             z[p.l][:, m].index_add_(1, out, float(c) * w * X[:, m1, left] * Y[:, m2, right])
-    return torch.cat([t.reshape(B, -1) for t in z], 1) if z else x.new_zeros(B, 0, dtype=dtype)
+    return torch.cat([t.reshape(B, t.shape[1] * t.shape[2]) for t in z], 1) if z else x.new_zeros(B, 0, dtype=dtype)

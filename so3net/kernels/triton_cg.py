@@ -1,14 +1,15 @@
 """Triton kernels of the CG products (launched by :mod:`.triton_ops`; tables of :mod:`.triton_tables`).
 
 One kernel evaluates any plan, fused: a program owns a block of output rows and a block of the
-fragments of one *segment* (paths writing the same output fragments), and for every output m it
-sums, over the segment's paths, their entries r, the row map's entries e and the path's nonzero
-coefficients t::
+fragments of one *segment* (paths writing the same output fragments), and for every path of the
+segment and every output m it sums the path's entries r (a vectorised tile axis), the row map's
+entries e and the path's nonzero coefficients t::
 
-    z[row, out_off + m n_l + frag[g]] = sum_p sum_r sum_e w * sum_t c_t a[ra, m1_t, left] b[rb, m2_t, right]
+    z[row, out_off + m n_l + frag[g]] (+)= sum_r sum_e w * sum_t c_t a[ra, m1_t, left] b[rb, m2_t, right]
 
-so each output element is written exactly once (no atomics) and no edge-sized intermediate is
-formed by the fused message-passing product (``HAS_ROWS``: the rows of output row i are the CSR
+The first path of a segment stores, later ones add to the values this program stored (each
+output element is owned by one program: no atomics), and no edge-sized intermediate is formed
+by the fused message-passing product (``HAS_ROWS``: the rows of output row i are the CSR
 entries i of the row map). Complex operands arrive as interleaved real/imaginary planes
 (``torch.view_as_real``); ``CONJ_B`` / ``CONJ_OUT`` conjugate the right operand / the result.
 Coefficients are read from the plan's tables (never recomputed) with each term's element offsets
@@ -61,48 +62,53 @@ def bilinear_kernel(
     else:
         n_e = 1
     out_mask = mask_b[:, None] & mask_g[None, :]
-    out_rows = out_ptr + rows64[:, None] * stride_out
+    out_rows = out_ptr + rows64[:, None] * stride_out + (out_off + frag)[None, :] * SCALE
 
-    for m in range(M):
-        # entries r are summed at the end of m: acc holds one partial sum per (row, g, r slot)
-        acc_r = tl.full([BLOCK_B, BLOCK_G, BLOCK_R], 0.0, dtype=out_ptr.dtype.element_ty)
-        acc_i = tl.full([BLOCK_B, BLOCK_G, BLOCK_R], 0.0, dtype=out_ptr.dtype.element_ty)
-        for p in range(p0, p1):
-            R = tl.load(path_ptr + 8 * p)
-            a_off = tl.load(path_ptr + 8 * p + 1)
-            b_off = tl.load(path_ptr + 8 * p + 3)
-            tab = tl.load(path_ptr + 8 * p + 5)
-            w_off = tl.load(path_ptr + 8 * p + 6)
-            tp = tl.load(path_ptr + 8 * p + 7)
-            t0 = tl.load(term_ptr_ptr + tp + m)
-            t1 = tl.load(term_ptr_ptr + tp + m + 1)
-            for r0 in range(0, R, BLOCK_R):
-                rr = r0 + offs_r
-                ti = tab + offs_g[:, None] * R + rr[None, :]
-                ok_t = mask_g[:, None] & (rr < R)[None, :]
-                la = tl.load(left_ptr + ti, mask=ok_t, other=-1)
-                lb = tl.load(right_ptr + ti, mask=ok_t, other=-1)
-                ok_gr = la >= 0
+    for p in range(p0, p1):
+        R = tl.load(path_ptr + 8 * p)
+        a_off = tl.load(path_ptr + 8 * p + 1)
+        b_off = tl.load(path_ptr + 8 * p + 3)
+        tab = tl.load(path_ptr + 8 * p + 5)
+        w_off = tl.load(path_ptr + 8 * p + 6)
+        tp = tl.load(path_ptr + 8 * p + 7)
+        for r0 in range(0, R, BLOCK_R):
+            rr = r0 + offs_r
+            ti = tab + offs_g[:, None] * R + rr[None, :]
+            ok_t = mask_g[:, None] & (rr < R)[None, :]
+            la = tl.load(left_ptr + ti, mask=ok_t, other=-1)
+            lb = tl.load(right_ptr + ti, mask=ok_t, other=-1)
+            ok_gr = la >= 0
+            if HAS_W:
+                wcol = w_off + tl.load(entry_ptr + ti, mask=ok_t, other=0)
+            if not HAS_ROWS:  # row-wise: operand pointers and weights do not depend on m
+                ok = mask_b[:, None, None] & ok_gr[None, :, :]
+                pa = a_ptr + rows64[:, None, None] * stride_a + ((a_off + la) * SCALE)[None, :, :]
+                pb = b_ptr + rows64[:, None, None] * stride_b + ((b_off + lb) * SCALE)[None, :, :]
                 if HAS_W:
-                    wcol = w_off + tl.load(entry_ptr + ti, mask=ok_t, other=0)
+                    wv = tl.load(w_ptr + rows64[:, None, None] * stride_w + wcol[None, :, :], mask=ok, other=0.0)
+            # the first (path, chunk) of the segment stores, later ones add to what it stored
+            accumulate = (p > p0) | (r0 > 0)
+            for m in range(M):
+                t0 = tl.load(term_ptr_ptr + tp + m)
+                t1 = tl.load(term_ptr_ptr + tp + m + 1)
+                acc_r = tl.full([BLOCK_B, BLOCK_G, BLOCK_R], 0.0, dtype=out_ptr.dtype.element_ty)
+                acc_i = tl.full([BLOCK_B, BLOCK_G, BLOCK_R], 0.0, dtype=out_ptr.dtype.element_ty)
                 for e in range(n_e):
                     if HAS_ROWS:
                         ok_b = mask_b & (e < deg)
                         ra = tl.load(row_a_ptr + e0 + e, mask=ok_b, other=0).to(tl.int64)
                         rb = tl.load(row_b_ptr + e0 + e, mask=ok_b, other=0).to(tl.int64)
-                        rw = tl.load(row_w_ptr + e0 + e, mask=ok_b, other=0).to(tl.int64)
-                    else:
-                        ok_b = mask_b
-                        ra = rows64
-                        rb = rows64
-                        rw = rows64
-                    ok = ok_b[:, None, None] & ok_gr[None, :, :]
-                    pa = a_ptr + ra[:, None, None] * stride_a + ((a_off + la) * SCALE)[None, :, :]
-                    pb = b_ptr + rb[:, None, None] * stride_b + ((b_off + lb) * SCALE)[None, :, :]
-                    s_r = tl.full([BLOCK_B, BLOCK_G, BLOCK_R], 0.0, dtype=out_ptr.dtype.element_ty)
-                    s_i = tl.full([BLOCK_B, BLOCK_G, BLOCK_R], 0.0, dtype=out_ptr.dtype.element_ty)
+                        ok = ok_b[:, None, None] & ok_gr[None, :, :]
+                        pa = a_ptr + ra[:, None, None] * stride_a + ((a_off + la) * SCALE)[None, :, :]
+                        pb = b_ptr + rb[:, None, None] * stride_b + ((b_off + lb) * SCALE)[None, :, :]
+                        if HAS_W:
+                            rw = tl.load(row_w_ptr + e0 + e, mask=ok_b, other=0).to(tl.int64)
+                            wv = tl.load(w_ptr + rw[:, None, None] * stride_w + wcol[None, :, :], mask=ok,
+                                         other=0.0)
                     for t in range(t0, t1):
                         c = tl.load(coef_ptr + t)
+                        if HAS_W:
+                            c = c * wv
                         xa = pa + tl.load(term_ma_ptr + t)
                         yb = pb + tl.load(term_mb_ptr + t)
                         cxr = c * tl.load(xa, mask=ok, other=0.0)
@@ -112,23 +118,27 @@ def bilinear_kernel(
                             yi = tl.load(yb + 1, mask=ok, other=0.0)
                             if CONJ_B:
                                 yi = -yi
-                            s_r += cxr * yr - cxi * yi
-                            s_i += cxr * yi + cxi * yr
+                            acc_r += cxr * yr - cxi * yi
+                            acc_i += cxr * yi + cxi * yr
                         else:
-                            s_r += cxr * yr
-                    if HAS_W:
-                        wv = tl.load(w_ptr + rw[:, None, None] * stride_w + wcol[None, :, :], mask=ok, other=0.0)
-                        s_r = s_r * wv
-                        s_i = s_i * wv
-                    acc_r += s_r
-                    acc_i += s_i
-        po = out_rows + ((out_off + m * n_l + frag) * SCALE)[None, :]
-        tl.store(po, tl.sum(acc_r, axis=2), mask=out_mask)
-        if IS_COMPLEX:
-            z_i = tl.sum(acc_i, axis=2)
-            if CONJ_OUT:
-                z_i = -z_i
-            tl.store(po + 1, z_i, mask=out_mask)
+                            acc_r += cxr * yr
+                po = out_rows + m * (n_l * SCALE)
+                if BLOCK_R == 1:  # sum over the entry axis (a reshape when it has one slot)
+                    z_r = tl.reshape(acc_r, [BLOCK_B, BLOCK_G])
+                else:
+                    z_r = tl.sum(acc_r, axis=2)
+                z_r += tl.load(po, mask=out_mask & accumulate, other=0.0)
+                tl.store(po, z_r, mask=out_mask)
+                if IS_COMPLEX:
+                    if BLOCK_R == 1:
+                        z_i = tl.reshape(acc_i, [BLOCK_B, BLOCK_G])
+                    else:
+                        z_i = tl.sum(acc_i, axis=2)
+                    if CONJ_OUT:
+                        z_i = -z_i
+                    z_i += tl.load(po + 1, mask=out_mask & accumulate, other=0.0)
+                    tl.store(po + 1, z_i, mask=out_mask)
+                tl.debug_barrier()  # what this program stored is read back by its next (path, chunk)
 
 
 @triton.jit
