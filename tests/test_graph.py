@@ -200,6 +200,16 @@ def test_so3vec_ops_match_torch(tau, b, seed):
                                for l, p in u.parts.items()}), x)
 
 
+def test_take_with_repeats_stacked_mixing_and_broadcast_sums_match_torch():
+    x = randv(2, (2, 3))
+    sel = ((1, 1, 0), (2, 0))
+    check_op(lambda u: G.take(u, sel), lambda u: SO3vec({l: u.parts[l][..., list(s)] for l, s in enumerate(sel)}), x)
+    W = randr(2, 2, 4)
+    check_op(lambda u, w: u * w, lambda u, w: u.mix([w[0], w[1]]), randv(3, (2, 2)), W)
+    check_op(lambda u: u * 2.5 - u / 4.0, lambda u: u * 2.5 - u / 4.0, x)
+    check_op(lambda u, v: u + v, lambda u, v: u + v, randv((3, 1), (1, 2)), randv((1, 2), (1, 2), seed=1))
+
+
 def test_from_parts_and_norm_match_torch():
     parts = [randc(2, 1, 2), randc(2, 3, 1, seed=1)]
     check_op(lambda *p: G.from_parts(p), lambda *p: SO3vec(list(p)), *parts)
@@ -420,6 +430,34 @@ class Mixer(G.NeuralNet):
                   for l, n in enumerate(tau)]
         self.scale = G.Parameter(torch.ones((), dtype=F64))
         self.output = G.norm2(G.CGsquare(v * self.W, maxl=0)).sum() * self.scale
+
+
+class Edges(G.NeuralNet):
+    """Index tensors as inputs, a nested net and value-reading helpers inside a traced graph."""
+    def __init__(self):
+        super().__init__()
+        pos, src, dst = G.Input(), G.Input(), G.Input()
+        self.inner = Mixer((1, 1, 1))
+        rij = G.gather(pos, dst) - G.gather(pos, src)
+        edge = G.scale(G.sph(rij, 2), G.cosine_cutoff(G.distance(rij), 3.0))
+        self.output = self.inner(G.scatter_sum(edge, dst, 3))
+
+
+def test_traced_nets_nest_and_take_index_inputs():
+    net = Edges()
+    pos = randr(3, 3)
+    src, dst = torch.tensor([0, 1, 2, 0]), torch.tensor([1, 2, 0, 2])
+    energy = net(pos, src, dst)
+    grads = net.backward(torch.ones((), dtype=F64))
+    p = G.Variable(pos, requires_grad=True)
+    rij = G.gather(p, dst) - G.gather(p, src)
+    atoms = G.scatter_sum(G.scale(G.sph(rij, 2), G.cosine_cutoff(G.distance(rij), 3.0)), dst, 3)
+    eager = G.norm2(G.CGsquare(atoms * net.inner.W, maxl=0)).sum() * net.inner.scale
+    (gp,) = G.grad(eager, [p])
+    torch.testing.assert_close(energy, eager.value)
+    torch.testing.assert_close(grads[0], gp.value)
+    assert [n for n, _ in net.named_parameters()] == ["inner.W.0", "inner.W.1", "inner.W.2", "inner.scale"]
+    assert torch.equal(grads[1], torch.zeros_like(src))  # index inputs get no gradient
 
 
 def test_parameters_train_with_torch_optim_and_state_dict_round_trips():

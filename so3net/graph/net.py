@@ -102,11 +102,10 @@ class Input(Variable):
         _building[-1].append(self)
 
     def bind(self, arg) -> Variable:
-        """The eager Variable that stands for this input in one run."""
-        if isinstance(arg, Variable):
-            value = arg.value
-        else:
-            value = arg
+        """The Variable that stands for this input in one run (symbolic while tracing an enclosing net)."""
+        if isinstance(arg, Variable) and arg.symbolic:
+            return arg
+        value = arg.value if isinstance(arg, Variable) else arg
         if self.tau is not None and tuple(getattr(value, "tau", ())) != self.tau:
             raise ValueError(f"input {self.index} is declared with type {self.tau}, got "
                              f"{getattr(value, 'tau', type(value).__name__)}")
