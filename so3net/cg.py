@@ -11,8 +11,8 @@ and the coefficients are nonzero only when ``m = m1 + m2`` and the triangle rule
 On-disk cache: one file per pair (l1, l2) under ``$SO3NET_CACHE_DIR`` (default
 ``~/.cache/so3net``), in a folder versioned by ``CACHE_VERSION``. Each file carries a header
 (magic, version, l1, l2, count) and a SHA-256 of its payload; a file that is truncated, corrupt,
-of another version or of another pair, or whose first coefficient differs from its exact
-recomputation, is rebuilt, never trusted.
+of another version or of another pair, with entries outside their blocks, or whose first
+coefficient differs from its exact recomputation, is rebuilt, never trusted.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import numpy as np
 __all__ = ["clebsch_gordan", "cg_exact", "cg_block", "cg_sparse", "cg_pair_blocks", "cache_dir",
            "clear_memory_cache", "check_lm", "CACHE_VERSION"]
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 _MAGIC = b"SO3NETCG"
 _HEADER = struct.Struct("<8sIIIIQ32s")  # magic, version, l1, l2, (pad), count, sha256(payload)
 
@@ -115,10 +115,9 @@ def clebsch_gordan(l1: int, m1: int, l2: int, m2: int, l: int, m: int) -> float:
 
 # ---------------------------------------------------------------- tables and caches
 #
-# The slots of a pair (l1, l2) are all (l, m1, m2) with |m1 + m2| <= l, in the canonical order
-# l, then m1, then m2. A pair is stored as three arrays: the float64 values, the int32 flat
-# position of each slot inside its dense block (2l1+1, 2l2+1, 2l+1), and the int32 number of
-# slots of each l. Dense blocks are built from them lazily, one (l1, l2, l) at a time.
+# A pair (l1, l2) is stored as its nonzero coefficients in the canonical order l, then m1, then m2:
+# float64 values, int16 m1 and m2 (m = m1 + m2), and the int32 number of entries of each l.
+# The sparse tables are slices of these arrays; dense blocks are built lazily, one at a time.
 
 def cache_dir() -> Path:
     """The versioned folder of the on-disk CG cache (``$SO3NET_CACHE_DIR`` overrides)."""
@@ -131,15 +130,15 @@ def _cache_dir() -> str:
 
 
 def _pair_entries(l1: int, l2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The slots of the pair in canonical order: three int arrays l, m1, m2."""
+    """The slots (l, m1, m2) with |m1 + m2| <= l of the pair in canonical order: three int arrays."""
     ls, m1s, m2s = np.meshgrid(np.arange(abs(l1 - l2), l1 + l2 + 1), np.arange(-l1, l1 + 1),
                                np.arange(-l2, l2 + 1), indexing="ij")
     keep = np.abs(m1s + m2s) <= ls
     return ls[keep], m1s[keep], m2s[keep]
 
 
-def _compute_pair(l1: int, l2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact values of every slot, their positions in the blocks and the counts per l.
+def _compute_pair(l1: int, l2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(values, m1, m2, counts)`` of the nonzero coefficients of the pair, computed exactly.
 
     Uses ⟨l1 -m1; l2 -m2 | l -m⟩ = (-1)^(l1+l2-l) ⟨l1 m1; l2 m2 | l m⟩ to compute half of them.
     """
@@ -153,24 +152,28 @@ def _compute_pair(l1: int, l2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
             seen[l, m1, m2] = i
         else:
             values[i] = values[j] if (l1 + l2 - l) % 2 == 0 else -values[j]
-    flat = ((m1s + l1) * (2 * l2 + 1) + (m2s + l2)) * (2 * ls + 1) + (m1s + m2s + ls)
-    counts = np.bincount(ls - abs(l1 - l2), minlength=2 * min(l1, l2) + 1)
-    return values, flat.astype(np.int32), counts.astype(np.int32)
+    keep = values != 0
+    counts = np.bincount(ls[keep] - abs(l1 - l2), minlength=2 * min(l1, l2) + 1)
+    return values[keep], m1s[keep].astype(np.int16), m2s[keep].astype(np.int16), counts.astype(np.int32)
 
 
 def _pair_path(l1: int, l2: int) -> str:
     return os.path.join(_cache_dir(), f"{l1}_{l2}.bin")
 
 
-def _spot_check(l1: int, l2: int, values: np.ndarray, counts: np.ndarray) -> bool:
-    """The first slot of the pair, recomputed exactly, must equal the stored value bit for bit."""
-    l = abs(l1 - l2)
-    m2 = max(-l2, l1 - l)  # the first slot is m1 = -l1 with the smallest admissible m2
-    return len(values) > 0 and values[0] == _to_float(*_racah(l1, -l1, l2, m2, l, m2 - l1))
+def _valid(l1: int, l2: int, values, m1, m2, counts) -> bool:
+    """Entries inside their blocks, and the first one equal bit for bit to its exact recomputation."""
+    if len(values) == 0 or counts.sum() != len(values) or counts.min() < 0:
+        return False
+    ls = np.repeat(np.arange(abs(l1 - l2), l1 + l2 + 1), counts)
+    if (np.abs(m1) > l1).any() or (np.abs(m2) > l2).any() or (np.abs(m1 + m2) > ls).any():
+        return False
+    a, b, l = int(m1[0]), int(m2[0]), int(ls[0])
+    return values[0] == _to_float(*_racah(l1, a, l2, b, l, a + b))
 
 
 def _read_pair(l1: int, l2: int):
-    """``(values, flat, counts)`` from the disk cache, or None when missing, stale or corrupt."""
+    """``(values, m1, m2, counts)`` from the disk cache, or None when missing, stale or corrupt."""
     try:
         with open(_pair_path(l1, l2), "rb") as fh:
             raw = fh.read()
@@ -184,19 +187,17 @@ def _read_pair(l1: int, l2: int):
     if (magic != _MAGIC or version != CACHE_VERSION or (a, b) != (l1, l2)
             or len(payload) != 12 * count + 4 * nl or hashlib.sha256(payload).digest() != digest):
         return None
-    values = np.frombuffer(payload, dtype="<f8", count=count)
-    flat = np.frombuffer(payload, dtype="<i4", count=count, offset=8 * count)
-    counts = np.frombuffer(payload, dtype="<i4", count=nl, offset=12 * count)
-    sizes = (2 * l1 + 1) * (2 * l2 + 1) * (2 * np.arange(abs(l1 - l2), l1 + l2 + 1) + 1)
-    if (counts.sum() != count or (count and (flat.min() < 0 or (flat >= np.repeat(sizes, counts)).any()))
-            or not _spot_check(l1, l2, values, counts)):
-        return None
-    return values, flat, counts
+    table = (np.frombuffer(payload, dtype="<f8", count=count),
+             np.frombuffer(payload, dtype="<i2", count=count, offset=8 * count),
+             np.frombuffer(payload, dtype="<i2", count=count, offset=10 * count),
+             np.frombuffer(payload, dtype="<i4", count=nl, offset=12 * count))
+    return table if _valid(l1, l2, *table) else None
 
 
-def _write_pair(l1: int, l2: int, values: np.ndarray, flat: np.ndarray, counts: np.ndarray) -> None:
+def _write_pair(l1: int, l2: int, values, m1, m2, counts) -> None:
     path = _pair_path(l1, l2)
-    payload = values.astype("<f8").tobytes() + flat.astype("<i4").tobytes() + counts.astype("<i4").tobytes()
+    payload = b"".join(np.ascontiguousarray(a, dtype=t).tobytes()
+                       for a, t in ((values, "<f8"), (m1, "<i2"), (m2, "<i2"), (counts, "<i4")))
     header = _HEADER.pack(_MAGIC, CACHE_VERSION, l1, l2, 0, len(values), hashlib.sha256(payload).digest())
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -210,26 +211,57 @@ def _write_pair(l1: int, l2: int, values: np.ndarray, flat: np.ndarray, counts: 
 
 
 @lru_cache(maxsize=None)
-def _pair_table(l1: int, l2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(values, flat, start)`` of the pair, from memory, disk or exact computation; the slots of
-    ``l`` are ``start[l - |l1-l2|] : start[l - |l1-l2| + 1]``."""
+def _pair_table(l1: int, l2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """``(values, m1, m2, m, start)`` of the pair (read-only int64 m's), from disk or exact
+    computation; the entries of ``l`` are ``start[l - |l1-l2|] : start[l - |l1-l2| + 1]``."""
     table = _read_pair(l1, l2)
     if table is None:
         table = _compute_pair(l1, l2)
         _write_pair(l1, l2, *table)
-    values, flat, counts = table
-    return values, flat, np.concatenate([[0], np.cumsum(counts)])
+    values, m1, m2, counts = table
+    m1, m2 = m1.astype(np.int64), m2.astype(np.int64)
+    arrays = (values, m1, m2, m1 + m2)
+    for a in arrays:
+        a.setflags(write=False)
+    return (*arrays, [0] + np.cumsum(counts).tolist())
+
+
+def _check_triple(l1: int, l2: int, l: int, name: str) -> None:
+    if type(l1) is type(l2) is type(l) is int and l1 >= 0 and l2 >= 0 and abs(l1 - l2) <= l <= l1 + l2:
+        return  # the common case, without the cost of the detailed checks
+    for label, v in (("l1", l1), ("l2", l2), ("l", l)):
+        check_lm(v, None, label)
+    if not _triangle(l1, l2, l):
+        raise ValueError(f"{name} needs |l1-l2| <= l <= l1+l2, got l1={l1}, l2={l2}, l={l}")
+
+
+def cg_sparse(l1: int, l2: int, l: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nonzero entries of a block: ``(m1, m2, m, value)`` read-only arrays, m's as signed integers.
+
+    Ordered by m1 then m2; ``m == m1 + m2`` for every entry. No dense block is built.
+    """
+    _check_triple(l1, l2, l, "cg_sparse")
+    values, m1, m2, m, start = _pair_table(int(l1), int(l2))
+    i, j = start[l - abs(l1 - l2)], start[l - abs(l1 - l2) + 1]
+    return m1[i:j], m2[i:j], m[i:j], values[i:j]
 
 
 @lru_cache(maxsize=None)
 def _block(l1: int, l2: int, l: int) -> np.ndarray:
-    values, flat, start = _pair_table(l1, l2)
-    i, j = start[l - abs(l1 - l2)], start[l - abs(l1 - l2) + 1]
-    block = np.zeros((2 * l1 + 1) * (2 * l2 + 1) * (2 * l + 1))
-    block[flat[i:j]] = values[i:j]
-    block = block.reshape(2 * l1 + 1, 2 * l2 + 1, 2 * l + 1)
+    m1, m2, m, values = cg_sparse(l1, l2, l)
+    block = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * l + 1))
+    block[m1 + l1, m2 + l2, m + l] = values
     block.setflags(write=False)
     return block
+
+
+def cg_block(l1: int, l2: int, l: int) -> np.ndarray:
+    """Dense float64 block ``C[m1+l1, m2+l2, m+l] = ⟨l1 m1; l2 m2 | l m⟩``, read-only.
+
+    Raises ValueError unless |l1 - l2| <= l <= l1 + l2.
+    """
+    _check_triple(l1, l2, l, "cg_block")
+    return _block(int(l1), int(l2), int(l))
 
 
 def cg_pair_blocks(l1: int, l2: int) -> dict[int, np.ndarray]:
@@ -239,34 +271,7 @@ def cg_pair_blocks(l1: int, l2: int) -> dict[int, np.ndarray]:
     return {l: _block(int(l1), int(l2), l) for l in range(abs(l1 - l2), l1 + l2 + 1)}
 
 
-def cg_block(l1: int, l2: int, l: int) -> np.ndarray:
-    """Dense float64 block ``C[m1+l1, m2+l2, m+l] = ⟨l1 m1; l2 m2 | l m⟩``, read-only.
-
-    Raises ValueError unless |l1 - l2| <= l <= l1 + l2.
-    """
-    for name, v in (("l1", l1), ("l2", l2), ("l", l)):
-        check_lm(v, None, name)
-    if not _triangle(l1, l2, l):
-        raise ValueError(f"cg_block needs |l1-l2| <= l <= l1+l2, got l1={l1}, l2={l2}, l={l}")
-    return _block(int(l1), int(l2), int(l))
-
-
-@lru_cache(maxsize=None)
-def cg_sparse(l1: int, l2: int, l: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Nonzero entries of a block: ``(m1, m2, m, value)`` arrays, m's as signed integers.
-
-    Ordered by m1 then m2; ``m == m1 + m2`` for every entry.
-    """
-    block = cg_block(l1, l2, l)
-    i1, i2, i = np.nonzero(block)
-    arrays = (i1 - l1, i2 - l2, i - l, block[i1, i2, i])
-    for a in arrays:
-        a.setflags(write=False)
-    return arrays
-
-
 def clear_memory_cache() -> None:
     """Forget the in-memory tables (the disk cache stays)."""
     _pair_table.cache_clear()
     _block.cache_clear()
-    cg_sparse.cache_clear()

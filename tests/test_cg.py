@@ -161,7 +161,7 @@ def _wrong_first_value(payload):
 
 @pytest.mark.parametrize("damage", [
     "truncated", "flipped byte", "empty", "wrong magic", "wrong version", "other pair",
-    "valid hash, wrong first value", "valid hash, bad positions"])
+    "valid hash, wrong first value", "valid hash, entry outside its block"])
 def test_damaged_cache_file_is_detected_and_rebuilt(fresh_cache, damage):
     l1, l2 = 3, 2
     cg.cg_block(l1, l2, 1)
@@ -184,9 +184,9 @@ def test_damaged_cache_file_is_detected_and_rebuilt(fresh_cache, damage):
         path.write_bytes((fresh_cache / "2_3.bin").read_bytes())
     elif damage == "valid hash, wrong first value":
         _rewrite(path, _wrong_first_value)
-    elif damage == "valid hash, bad positions":
+    elif damage == "valid hash, entry outside its block":
         count = cg._HEADER.unpack_from(good)[5]
-        _rewrite(path, lambda p: struct.pack_into("<i", p, 8 * count, 10**6))
+        _rewrite(path, lambda p: struct.pack_into("<h", p, 8 * count + 2, l1 + 1))  # m1 of the second entry
     assert path.read_bytes() != good
     _load_and_compare(l1, l2)
     assert path.read_bytes() == good  # rebuilt with the exact values
