@@ -14,7 +14,6 @@ from so3net.nn import (BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, Ra
                        aggregate_messages, cg_square, channels_first, channelwise_square_plan, contraction,
                        cosine_cutoff, edge_harmonics, invariants, join_parts, message_plan, pair_dots,
                        radius_graph, smooth_switch, split_parts, tau_dim)
-from so3net.nn._sph import unit_spherical_harmonics
 from so3net.plan import cg_plan
 from so3net.wigner import random_rotation, wigner_D_from_matrix
 
@@ -48,18 +47,18 @@ def random_edges(n_atoms, n_edges, gen):
 
 
 # ------------------------------------------------------------------ spherical harmonics
-def test_unit_harmonics_match_scipy_and_rotate_with_D():
+def test_edge_harmonics_are_packed_and_rotate_with_D():
     g = torch.Generator().manual_seed(0)
-    v = torch.randn(40, 3, dtype=torch.float64, generator=g)
-    v = v / v.norm(dim=1, keepdim=True)
-    Y = unit_spherical_harmonics(4, v)
-    theta, phi = torch.arccos(v[:, 2]).numpy(), torch.atan2(v[:, 1], v[:, 0]).numpy()
-    for l in range(5):
-        ref = np.stack([scipy.special.sph_harm_y(l, m, theta, phi) for m in range(-l, l + 1)], 1)
-        close(Y[:, l * l:(l + 1) ** 2], torch.as_tensor(ref), 1e-13)
+    v = torch.randn(40, 3, dtype=torch.float64, generator=g) * 2
+    Y = edge_harmonics(v, 3)
+    assert Y.shape == (40, 16)
+    u = v / v.norm(dim=1, keepdim=True)
+    theta, phi = torch.arccos(u[:, 2]).numpy(), torch.atan2(u[:, 1], u[:, 0]).numpy()
     R = random_rotation(dtype=torch.float64, generator=g)
-    YR = unit_spherical_harmonics(4, v @ R.T)
-    for l in range(5):
+    YR = edge_harmonics(v @ R.T, 3)
+    for l in range(4):
+        ref = np.stack([scipy.special.sph_harm_y(l, m, theta, phi) for m in range(-l, l + 1)], 1)
+        close(Y[:, l * l:(l + 1) ** 2], torch.as_tensor(ref), 1e-12)
         close(YR[:, l * l:(l + 1) ** 2], Y[:, l * l:(l + 1) ** 2] @ wigner_D_from_matrix(l, R).T, 1e-12)
 
 
@@ -323,6 +322,6 @@ def test_cg_layer_is_equivariant():
         def run(pos, x):
             vec, r = nbrs.vectors(pos, far=10.0)
             xc = channels_first(x, tau_in)
-            return layer(x, scalars, edge_harmonics(vec, r, 2), nbrs.gather(xc, dim=1))
+            return layer(x, scalars, edge_harmonics(vec, 2), nbrs.gather(xc, dim=1))
 
         close(run(pos @ R.T, rotate_packed(x, tau_in, R)), rotate_packed(run(pos, x), layer.tau_out, R), 1e-11)

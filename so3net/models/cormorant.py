@@ -57,6 +57,7 @@ class CormorantConfig:
     weight_init: str = "rand"
     level_gain: float = 10.0
     edge_init: str = "randn"
+    edge_gain: float = 1.0
     norm: str = "none"                         # "none" | "part" (PartNorm after each CG layer)
     readout_hidden: tuple[int, ...] = (256,)
     activation: str = "leakyrelu"
@@ -108,7 +109,8 @@ class Cormorant(nn.Module):
         tau, tau_edge = (C,), uniform_tau(C, cfg.max_sh)
         for level in range(L):
             soft = None if cfg.soft_cutoff == "none" else SoftCutoff(C, cfg.soft_cut_rad, cfg.soft_cut_width, cfg.soft_cutoff)
-            self.edge_levels.append(EdgeLevel(C if level else 0, sum(tau), num_basis, C, cfg.max_sh, soft, cfg.edge_init))
+            self.edge_levels.append(EdgeLevel(C if level else 0, sum(tau), num_basis, C, cfg.max_sh, soft, cfg.edge_init,
+                                              cfg.edge_gain))
             layer = CGLayer(tau, tau_edge, cfg.maxl, C, cfg.weight_init, cfg.level_gain)
             self.cg_layers.append(layer)
             self.norms.append(PartNorm(layer.tau_out) if cfg.norm == "part" else nn.Identity())
@@ -171,7 +173,7 @@ class Cormorant(nn.Module):
         cfg = self.config
         nbrs = self.neighbours(positions, batch)
         vec, r = nbrs.vectors(positions, far=2 * cfg.hard_cut_rad + 1)
-        harmonics = edge_harmonics(vec, r, cfg.max_sh)
+        harmonics = edge_harmonics(vec, cfg.max_sh)
         hard = smooth_switch(r, cfg.hard_cut_rad - cfg.hard_cut_switch, cfg.hard_cut_rad)
         x = torch.view_as_complex(self.embed(self.atom_scalars(species)).reshape(-1, cfg.num_channels, 2))
         tau, edge, levels = (cfg.num_channels,), None, []

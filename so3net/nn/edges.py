@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import torch
 
-from ._sph import unit_spherical_harmonics
+from ..sph import spherical_harmonics_all
 
 __all__ = ["radius_graph", "Neighbours", "edge_harmonics", "pair_dots", "sum_over_m"]
 
@@ -84,12 +84,10 @@ class Neighbours:
         return vec, vec.norm(dim=-1)
 
 
-def edge_harmonics(vec: torch.Tensor, length: torch.Tensor, lmax: int) -> torch.Tensor:
-    """``Y^l(r̂)`` for l = 0..lmax of vectors ``(..., 3)``: packed ``(..., (lmax+1)²)`` complex.
-
-    Lengths must be nonzero (distinct atoms; a zero-length edge is an input error).
-    """
-    return unit_spherical_harmonics(lmax, vec / length[..., None])
+def edge_harmonics(vec: torch.Tensor, lmax: int) -> torch.Tensor:
+    """``Y^l(r̂)`` for l = 0..lmax of vectors ``(..., 3)`` (:func:`so3net.sph.spherical_harmonics_all`,
+    so ``Y^l(R r) = D^l(R) Y^l(r)``): packed ``(..., (lmax+1)²)`` complex, part l at ``[l², (l+1)²)``."""
+    return torch.cat(list(spherical_harmonics_all(lmax, vec).values()), -1)
 
 
 @lru_cache(maxsize=64)

@@ -1,0 +1,215 @@
+"""The Cormorant model: invariance of energies, equivariance of every hidden layer, forces against
+finite differences, independence of molecules in a batch, second-order training, a smoke
+training run on the sGDML ethanol set, and the configuration's checks."""
+import dataclasses
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+
+from so3net.models import PRESETS, Cormorant, CormorantConfig
+from so3net.nn import split_parts
+from so3net.wigner import random_rotation, wigner_D_from_matrix
+
+ETHANOL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "ethanol_ccsd_t-train.npz"
+SMALL = dict(num_cg_levels=2, num_channels=3, maxl=2, max_sh=2)
+
+
+def molecules(counts, seed, dtype=torch.float64):
+    """Random molecules of H, C, N, O with atoms at least 0.9 Å apart; flattened with a batch index."""
+    g = torch.Generator().manual_seed(seed)
+    pos, species = [], []
+    for n in counts:
+        atoms = []
+        while len(atoms) < n:
+            p = 1.6 * torch.randn(3, dtype=torch.float64, generator=g)
+            if all(float((p - q).norm()) > 0.9 for q in atoms):
+                atoms.append(p)
+        pos.append(torch.stack(atoms))
+        species.append(torch.tensor([1, 6, 7, 8])[torch.randint(0, 4, (n,), generator=g)])
+    batch = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+    return torch.cat(pos).to(dtype), torch.cat(species), batch
+
+
+def model_for(dtype, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return Cormorant("qm9", **{**SMALL, **overrides}).to(dtype)
+
+
+def rel_err(a, b):
+    a, b = a.detach(), b.detach()
+    return float((a - b).abs().max() / b.abs().max())
+
+
+# ------------------------------------------------------------------ invariance and equivariance
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_energy_is_invariant_to_rotation_translation_and_permutation(dtype, tol):
+    model = model_for(dtype)
+    pos, species, batch = molecules([7, 5, 9], seed=1, dtype=dtype)
+    energy = model(pos, species, batch)
+    assert energy.shape == (3,) and energy.dtype == dtype
+    R = random_rotation(dtype=torch.float64, generator=torch.Generator().manual_seed(2)).to(dtype)
+    shift = torch.tensor([0.7, -2.0, 3.1], dtype=dtype)
+    assert rel_err(model(pos @ R.T + shift, species, batch), energy) < tol
+    perm = torch.randperm(len(pos), generator=torch.Generator().manual_seed(3))
+    assert rel_err(model(pos[perm], species[perm], batch[perm]), energy) < tol
+
+
+def test_the_paper_preset_is_invariant_in_float32():
+    torch.manual_seed(0)
+    model = Cormorant("qm9")
+    pos, species, batch = molecules([9, 6], seed=4, dtype=torch.float32)
+    R = random_rotation(dtype=torch.float64, generator=torch.Generator().manual_seed(5)).float()
+    assert rel_err(model(pos @ R.T, species, batch), model(pos, species, batch)) < 1e-5
+
+
+def test_every_hidden_layer_is_equivariant():
+    model = model_for(torch.float64, num_cg_levels=3)
+    pos, species, batch = molecules([6, 8], seed=6)
+    R = random_rotation(dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    for x, xr, layer in zip(model.features(pos, species, batch), model.features(pos @ R.T, species, batch),
+                            model.cg_layers):
+        parts, rotated = split_parts(x, layer.tau_out), split_parts(xr, layer.tau_out)
+        for l, p in parts.items():
+            assert float(p.detach().abs().max()) > 1e-8, f"part {l} is zero: the check would be vacuous"
+            D = wigner_D_from_matrix(l, R).to(p.dtype)
+            assert rel_err(rotated[l], D @ p) < 1e-10, f"level output part l={l} is not equivariant"
+
+
+# ------------------------------------------------------------------ forces
+def test_forces_equal_finite_differences_and_are_equivariant():
+    model = model_for(torch.float64).eval()   # eval: forces without a graph for second derivatives
+    pos, species, batch = molecules([6, 4], seed=8)
+    energy, forces = model.energy_and_forces(pos, species, batch)
+    assert forces.shape == pos.shape and not forces.requires_grad
+    h = 1e-5
+    for atom, axis in [(0, 0), (3, 2), (7, 1), (9, 0)]:
+        plus, minus = pos.clone(), pos.clone()
+        plus[atom, axis] += h
+        minus[atom, axis] -= h
+        fd = -(model(plus, species, batch).sum() - model(minus, species, batch).sum()) / (2 * h)
+        assert abs(float(forces[atom, axis] - fd)) < 1e-7 * max(1.0, float(forces.abs().max()))
+    R = random_rotation(dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    _, rotated = model.energy_and_forces(pos @ R.T, species, batch)
+    assert rel_err(rotated, forces @ R.T) < 1e-10
+    for b in range(2):  # no net force on an isolated molecule
+        assert float(forces[batch == b].sum(0).abs().max()) < 1e-10 * float(forces.abs().max())
+
+
+def test_force_loss_trains_by_second_order_gradients():
+    """The gradient of a force loss with respect to a weight equals its finite difference."""
+    model = model_for(torch.float64).train()
+    pos, species, batch = molecules([5, 4], seed=10)
+    target = torch.randn(pos.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+
+    def loss():
+        _, forces = model.energy_and_forces(pos, species, batch)
+        return ((forces - target) ** 2).sum()
+
+    weight = model.edge_levels[0].w_rad
+    (grad,) = torch.autograd.grad(loss(), weight)
+    assert float(grad.abs().max()) > 0
+    index, h = (3, 1), 1e-6
+    with torch.no_grad():
+        weight[index] += h
+        up = float(loss())
+        weight[index] -= 2 * h
+        down = float(loss())
+        weight[index] += h
+    assert abs(float(grad[index]) - (up - down) / (2 * h)) < 1e-6 * max(1.0, float(grad.abs().max()))
+
+
+# ------------------------------------------------------------------ batching
+def test_molecules_in_a_batch_do_not_influence_each_other():
+    model = model_for(torch.float64)
+    pos, species, batch = molecules([6, 5, 7], seed=12)
+    energy, forces = model.energy_and_forces(pos, species, batch)
+    for b in range(3):
+        sel = batch == b
+        alone, f_alone = model.energy_and_forces(pos[sel], species[sel], torch.zeros(int(sel.sum()), dtype=torch.long))
+        assert abs(float(alone[0] - energy[b])) < 1e-12 * max(1.0, abs(float(energy[b])))
+        assert float((f_alone - forces[sel]).abs().max()) < 1e-12 * float(forces.abs().max())
+    moved = pos.clone()  # molecule 1 placed on top of molecule 0 changes nothing for molecule 0
+    moved[batch == 1] = pos[batch == 0][:5] + 0.01
+    assert abs(float(model(moved, species, batch)[0] - energy[0])) < 1e-12 * abs(float(energy[0]))
+
+
+# ------------------------------------------------------------------ configuration
+def test_presets_and_overrides():
+    qm9 = Cormorant("qm9").config
+    assert (qm9.num_cg_levels, qm9.maxl, qm9.max_sh, qm9.num_channels, qm9.basis_set) == (4, 3, 3, 10, (3, 3))
+    assert (qm9.soft_cut_rad, qm9.soft_cutoff, qm9.level_gain) == (1.73, "learn", 10.0)
+    assert PRESETS["md17"].readout_hidden == () and Cormorant("md17", num_channels=4).config.num_channels == 4
+    cfg = dataclasses.asdict(Cormorant("md17", num_cg_levels=1).config)
+    restored = Cormorant(config=CormorantConfig(**cfg))
+    assert restored.config.num_cg_levels == 1 and len(restored.cg_layers) == 1
+    with pytest.raises(ValueError, match="unknown Cormorant options"):
+        Cormorant("qm9", channels=3)
+    with pytest.raises(ValueError, match="preset must be one of"):
+        Cormorant("qm7")
+    with pytest.raises(ValueError, match="soft_cutoff must be one of"):
+        Cormorant("qm9", soft_cutoff="maybe")
+
+
+def test_inputs_are_checked():
+    model = model_for(torch.float32)
+    pos, species, batch = molecules([4], seed=13, dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"atomic numbers \[17\]"):
+        model(pos, torch.tensor([1, 6, 17, 8]), batch)
+    with pytest.raises(ValueError, match="model is torch.float32"):
+        model(pos.double(), species, batch)
+    with pytest.raises(ValueError, match=r"positions must have shape \(N, 3\)"):
+        model(pos[:, :2], species, batch)
+
+
+def test_options_change_the_network_and_keep_it_invariant():
+    pos, species, batch = molecules([6, 5], seed=14)
+    R = random_rotation(dtype=torch.float64, generator=torch.Generator().manual_seed(15))
+    for overrides in (dict(radial="bessel", soft_cutoff="none"), dict(norm="part", readout_hidden=(8,)),
+                      dict(soft_cutoff="fixed", hard_cut_switch=0.0, activation="silu")):
+        model = model_for(torch.float64, **overrides)
+        energy = model(pos, species, batch)
+        assert rel_err(model(pos @ R.T, species, batch), energy) < 1e-10
+
+
+# ------------------------------------------------------------------ training
+@pytest.mark.slow
+def test_training_on_ethanol_lowers_the_test_error():
+    """Smoke test: 150 + 50 configurations of sGDML ethanol, energies and forces; the test energy MAE
+    falls after each of the first three epochs."""
+    data = np.load(ETHANOL)
+    R = torch.tensor(data["R"][:200], dtype=torch.float32)
+    F = torch.tensor(data["F"][:200], dtype=torch.float32)
+    E = torch.tensor(data["E"][:200, 0], dtype=torch.float64)
+    z = torch.tensor(data["z"].astype(np.int64))
+    train, test = np.arange(150), np.arange(150, 200)
+    target = (E - E[train].mean()).float()   # the mean goes to a float64 reference, as in so3net.train
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                 # one thread: a reproducible order of float32 sums
+    try:
+        torch.manual_seed(0)
+        model = Cormorant("md17", num_cg_levels=2, num_channels=3, maxl=2, max_sh=2, edge_gain=10.0, level_gain=1.0)
+        model.set_energy_reference(scale=float(E[train].std()))
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3, amsgrad=True)
+
+        def inputs(idx):
+            return R[idx].reshape(-1, 3), z.repeat(len(idx)), torch.arange(len(idx)).repeat_interleave(len(z))
+
+        def test_mae():
+            with torch.no_grad():
+                return float((model(*inputs(test)) - target[test]).abs().mean())
+
+        maes, order = [test_mae()], torch.Generator().manual_seed(0)
+        for _ in range(3):
+            for idx in train[torch.randperm(150, generator=order).numpy()].reshape(-1, 5):
+                opt.zero_grad()
+                energy, forces = model.energy_and_forces(*inputs(idx))
+                loss = ((energy - target[idx]) ** 2).mean() / E[train].var().item() \
+                    + ((forces - F[idx].reshape(-1, 3)) ** 2).mean() / F.var().item()
+                loss.backward()
+                opt.step()
+            maes.append(test_mae())
+    finally:
+        torch.set_num_threads(threads)
+    assert all(b < a for a, b in zip(maes, maes[1:])), f"test MAE per epoch: {maes}"
