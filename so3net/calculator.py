@@ -36,6 +36,6 @@ class Calculator(_AseCalculator):
         species = torch.as_tensor(self.atoms.get_atomic_numbers(), dtype=torch.long, device=self.device)
         batch = torch.zeros(len(species), dtype=torch.long, device=self.device)
         energy, forces = self.potential.energy_and_forces(pos, species, batch, create_graph=False)
-        self.results["energy"] = float(energy[0]) * self._energy
+        self.results["energy"] = float(energy.detach()[0]) * self._energy
         self.results["forces"] = forces.detach().cpu().double().numpy() * self._energy * self._length
         self.results["free_energy"] = self.results["energy"]
