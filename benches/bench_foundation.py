@@ -39,8 +39,10 @@ def _cg_in_fresh_process(cache: str, what: str) -> float:
     """Seconds to get every block (l1, l2, l), l1, l2 <= 10, by ``cg.<what>`` in a new interpreter
     (the import is not counted)."""
     env = dict(os.environ, SO3NET_CACHE_DIR=cache, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", _CG_SCRIPT.format(lmax=LMAX_CG, what=what)], env=env, check=True,
+    out = subprocess.run([sys.executable, "-c", _CG_SCRIPT.format(lmax=LMAX_CG, what=what)], env=env,
                          capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"the CG timing process failed:\n{out.stderr}")
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -103,7 +105,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=10**6)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     bench_cg(args.repeats)
     bench_sph(args.points, args.repeats)

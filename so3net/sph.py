@@ -90,17 +90,21 @@ def _legendre(z: torch.Tensor, r2: torch.Tensor | None, lmax: int) -> list[list]
     return A
 
 
-def _rows(xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _rows(xyz: torch.Tensor, differentiable: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Unit vectors as contiguous rows ``(3, N)``, ``1/|r|`` and ``|r| > 0`` for ``xyz`` (N, 3).
 
-    At the origin the unit vector and ``1/|r|`` are 0 and so are their gradients (the square root
-    only ever sees positive numbers, so no NaN appears in any derivative).
+    At the origin the unit vector and ``1/|r|`` are 0 and so are their gradients: when
+    ``differentiable``, the square root only ever sees positive numbers, so no NaN appears in any
+    derivative; otherwise (no graph is recorded) the origin is patched in place.
     """
     rows = xyz.T.contiguous()
     x, y, z = rows
     n2 = torch.addcmul(torch.addcmul(x * x, y, y), z, z)
     nonzero = n2 > 0
-    inv_r = torch.where(nonzero, torch.rsqrt(torch.where(nonzero, n2, torch.ones_like(n2))), torch.zeros_like(n2))
+    if differentiable:
+        inv_r = torch.where(nonzero, torch.rsqrt(torch.where(nonzero, n2, torch.ones_like(n2))), torch.zeros_like(n2))
+    else:
+        inv_r = torch.rsqrt(n2).masked_fill_(~nonzero, 0.0)
     return rows * inv_r, inv_r, nonzero
 
 
@@ -185,7 +189,7 @@ class _SphericalHarmonics(torch.autograd.Function):
     def forward(ctx, xyz: torch.Tensor, ls: tuple[int, ...]):
         ctx.ls = ls
         ctx.save_for_backward(xyz)
-        u, _, nonzero = _rows(xyz)
+        u, _, nonzero = _rows(xyz, differentiable=False)
         lmax = max(ls)
         A, (C, S) = _legendre(u[2], None, lmax), _powers(u[0], u[1], lmax)
         mask = nonzero.to(xyz.dtype)
@@ -200,7 +204,7 @@ class _SphericalHarmonics(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         (xyz,) = ctx.saved_tensors
-        u, inv_r, _ = _rows(xyz)
+        u, inv_r, _ = _rows(xyz, differentiable=torch.is_grad_enabled())
         rows = _grad_rows(u, ctx.ls, grads)
         if all(r is None for r in rows):
             return torch.zeros_like(xyz), None
