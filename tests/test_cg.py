@@ -2,6 +2,7 @@
 import hashlib
 import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,4 +208,4 @@ def test_cache_dir_follows_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("SO3NET_CACHE_DIR", str(tmp_path))
     assert cg.cache_dir() == tmp_path / f"cg-v{cg.CACHE_VERSION}"
     monkeypatch.delenv("SO3NET_CACHE_DIR")
-    assert cg.cache_dir() == cg.Path(os.path.expanduser("~")) / ".cache" / "so3net" / f"cg-v{cg.CACHE_VERSION}"
+    assert cg.cache_dir() == Path(os.path.expanduser("~")) / ".cache" / "so3net" / f"cg-v{cg.CACHE_VERSION}"

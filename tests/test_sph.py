@@ -90,7 +90,7 @@ def _real_view(fn):
 
 @pytest.mark.parametrize("l", [0, 1, 2, 3, pytest.param(6, marks=pytest.mark.slow)])
 def test_gradients_match_finite_differences(l):
-    xyz = points(2, seed=l).requires_grad_()  # random points, the poles and the equator
+    xyz = points(2 if l < 6 else 0, seed=l).requires_grad_()  # random points, the poles and the equator
     assert torch.autograd.gradcheck(_real_view(lambda x: [spherical_harmonics(l, x)]), (xyz,))
     assert torch.autograd.gradgradcheck(_real_view(lambda x: [spherical_harmonics(l, x)]), (xyz,))
 
