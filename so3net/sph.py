@@ -125,7 +125,13 @@ def _expansion_np(l: int) -> np.ndarray:
 
 
 def _expansion(l: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(_expansion_np(l), dtype=like.dtype, device=like.device)
+    return _expansion_on(l, like.dtype, like.device)
+
+
+@lru_cache(maxsize=None)
+def _expansion_on(l: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``E`` as a tensor, kept per dtype and device (no host-to-device copy per call)."""
+    return torch.tensor(_expansion_np(l), dtype=dtype, device=device)
 
 
 def _planes(P: torch.Tensor, l: int, A: list, C: list, S: list, mask: torch.Tensor) -> None:
