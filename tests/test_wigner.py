@@ -2,7 +2,6 @@
 spherical-harmonic covariance, D^1 = U R U^†, parametrisations (incl. gimbal lock), Haar measure."""
 import math
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
