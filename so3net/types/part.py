@@ -13,6 +13,7 @@ import torch
 
 from ._checks import (batch_tuple, broadcast_batch, check_basis, check_degree, check_part_tensor, check_same_storage,
                       fill_part, resolve_dtype)
+from ._basis import convert_part
 from ._format import dtype_name, format_samples, part_block
 from .rotation import check_block, check_rotation, rotation_block
 from .scalars import scalar_factor
@@ -103,6 +104,16 @@ class SO3part:
         if dtype is not None:
             resolve_dtype(dtype, self.basis)
         return self._new(self.data.to(device=device, dtype=dtype))
+
+    def to_basis(self, basis: str, dtype: torch.dtype | None = None) -> "SO3part":
+        """The same part in ``basis`` ("complex" or "real"; :mod:`so3net.basis`): complex -> real
+        gives ``Q_l F``, real -> complex ``Q_l^† F`` (complex dtype). ``dtype`` may ask for a real
+        dtype when going to the real basis; that checks the imaginary part is round-off (F is the
+        complex form of real data) and raises otherwise. Commutes with ``rotate``."""
+        check_basis(basis)
+        if dtype is not None:
+            resolve_dtype(dtype, basis)
+        return SO3part(convert_part(self.data, self.l, self.basis, basis, dtype), basis)
 
     def detach(self) -> "SO3part":
         return self._new(self.data.detach())

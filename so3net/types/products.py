@@ -5,7 +5,16 @@ fragments (i, j) gives one output fragment
 
     z_m = sum_{m1 + m2 = m} <l1 m1; l2 m2 | l m> x_{m1, i} y_{m2, j}
 
-(the real-basis tables Q C Q^† in the real basis). Output fragments of part l: blocks (l1, l2) in
+in the complex basis. In the real basis the coefficients are the real tables
+``so3net.basis.real_cg_block(l1, l2, l)`` and the same kernels run with real dtypes: for parts in
+the real basis (``x = Q_l1 x_c``, ``y = Q_l2 y_c``, see :mod:`so3net.basis`)
+
+    z = (-i)^(l1 + l2 - l) Q_l CG(Q_l1^† x, Q_l2^† y)
+
+i.e. the real-basis components of the complex product times the fixed phase ``(-i)^(l1+l2-l)``,
+which makes the output of real inputs real (without it the (l1, l2) -> l block would be imaginary
+when l1 + l2 - l is odd). Equivalently, ``x -> (-i)^l Q_l^† x`` maps real-basis products to
+complex-basis products of every kind, block by block. Output fragments of part l: blocks (l1, l2) in
 lexicographic order, fragment ``i * n2 + j`` inside a block (GElib's order). The products:
 
 - ``CGproduct(x, y)``: all pairs (i, j); type ``x.tau.CGproduct(y.tau, maxl)``.
@@ -39,7 +48,6 @@ from ..kernels.dispatch import cg_product as _dispatch_cg_product
 from ..plan import CGPlan, cg_plan
 from ._checks import broadcast_batch, check_degree, check_same_storage
 from .part import SO3part
-from .rotation import require_real_basis
 from .sotype import SO3type, check_maxl
 from .vec import SO3vec
 
@@ -91,8 +99,6 @@ def _product(x, y, kind: str, maxl, normalized: bool, l, op: str):
 
 
 def _plan(tau1, tau2, maxl, kind: str, basis: str, op: str) -> CGPlan:
-    if basis == "real":
-        require_real_basis(op)
     try:
         return cg_plan(tuple(tau1), tuple(tau2), maxl, kind, basis)
     except ValueError as err:  # the plan names the offending block; say which product and types

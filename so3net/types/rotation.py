@@ -1,14 +1,16 @@
 """The group action on parts: ``F -> D^l(R) F`` (private helpers of ``rotate``/``apply``).
 
 Complex basis: ``D^l = wigner_D_from_matrix(l, R)`` (:mod:`so3net.wigner`; z-y-z, with
-``Y^l(R r) = D^l(R) Y^l(r)`` and ``CG(D x, D y) = D CG(x, y)``). Real basis: the same matrix
-conjugated by the unitary change of basis of :mod:`so3net.basis`.
+``Y^l(R r) = D^l(R) Y^l(r)`` and ``CG(D x, D y) = D CG(x, y)``). Real basis: the real orthogonal
+matrix ``Q_l D^l Q_l^†`` (``Q_l = so3net.basis.change_of_basis(l)``; its imaginary part is
+round-off and is dropped), in the data's dtype.
 """
 from __future__ import annotations
 
 import torch
 
 from ..wigner import wigner_D_from_matrix
+from ._basis import basis_matrix
 from ._checks import broadcast_batch
 
 
@@ -25,31 +27,13 @@ def rotation_block(l: int, R: torch.Tensor, basis: str, dtype: torch.dtype, devi
     """``D^l(R)`` in the given basis, shape ``(r..., 2l+1, 2l+1)``, as ``dtype`` on ``device``."""
     D = wigner_D_from_matrix(l, R.to(torch.float64))
     if basis == "real":
-        D = _to_real_basis(l, D)
-    if not dtype.is_complex:
-        D = D.real  # Q D Q^† is real in the real basis
+        D = _to_real_basis(l, D).real  # Q D Q^† is real orthogonal: the imaginary part is round-off
     return D.to(device=device, dtype=dtype)
 
 
 def _to_real_basis(l: int, D: torch.Tensor) -> torch.Tensor:
     """``Q D Q^†`` with ``Q`` the complex-to-real change of basis of :mod:`so3net.basis`."""
-    try:
-        from ..basis import change_of_basis
-    except ImportError as err:
-        raise RuntimeError(
-            "rotating real-basis data needs so3net.basis.change_of_basis(l) (the unitary Q_l from the complex "
-            "to the real basis), which is not available in this build; rotate in the complex basis") from err
-    Q = torch.as_tensor(change_of_basis(l), dtype=torch.complex128)
-    return Q @ D @ Q.conj().transpose(-1, -2)
-
-
-def require_real_basis(what: str) -> None:
-    """Real-basis products need ``so3net.basis.real_cg_block`` (the tables Q C Q^†)."""
-    try:
-        from ..basis import real_cg_block  # noqa: F401
-    except ImportError as err:
-        raise RuntimeError(f"{what} in the real basis needs so3net.basis.real_cg_block (the real-basis CG tables), "
-                           f"which is not available in this build; use the complex basis") from err
+    return basis_matrix(l).to(D.device) @ D @ basis_matrix(l, inverse=True).to(D.device)
 
 
 def check_block(D, l: int, what: str = "apply") -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 
 from ._checks import (batch_tuple, broadcast_batch, check_basis, check_part_tensor, check_same_storage,
                       fill_part, resolve_dtype)
+from ._basis import convert_part
 from ._format import dtype_name, format_samples, part_block
 from .part import SO3part, check_weight
 from .rotation import check_block, check_rotation, rotation_block
@@ -138,6 +139,15 @@ class SO3vec:
         if dtype is not None:
             resolve_dtype(dtype, self.basis)
         return self._map(lambda l, p: p.to(device=device, dtype=dtype))
+
+    def to_basis(self, basis: str, dtype: torch.dtype | None = None) -> "SO3vec":
+        """The same vector in ``basis`` ("complex" or "real"), part by part as
+        :meth:`SO3part.to_basis` (complex -> real ``Q_l F^l``, real -> complex ``Q_l^† F^l``)."""
+        check_basis(basis)
+        if dtype is not None:
+            resolve_dtype(dtype, basis)
+        return SO3vec({l: convert_part(p, l, self.basis, basis, dtype) for l, p in self.parts.items()},
+                      basis=basis)
 
     def detach(self) -> "SO3vec":
         return self._map(lambda l, p: p.detach())
