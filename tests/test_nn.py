@@ -11,8 +11,8 @@ from hypothesis import given, settings, strategies as st
 
 from so3net.kernels.dispatch import cg_product
 from so3net.nn import (BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, RadPolyTrig, SO3Linear, SoftCutoff,
-                       aggregate_messages, cg_square, channels_first, channelwise_square_plan, contraction,
-                       cosine_cutoff, edge_harmonics, invariants, join_parts, message_plan, pair_dots,
+                       aggregate_messages, cg_square, channelwise_square_plan, contraction, cosine_cutoff,
+                       edge_harmonics, invariants, join_parts, mcn_to_packed, message_plan, packed_to_mcn, pair_dots,
                        radius_graph, smooth_switch, split_parts, tau_dim)
 from so3net.plan import cg_plan
 from so3net.wigner import random_rotation, wigner_D_from_matrix
@@ -31,6 +31,15 @@ def close(a, b, tol):
 
 def randn_packed(B, tau, gen, dtype=C128):
     return torch.randn(B, tau_dim(tau), dtype=dtype, generator=gen)
+
+
+def sources(nbrs, x, tau):
+    """Source features (C, N, d, D) of packed x for the layers."""
+    return nbrs.gather(packed_to_mcn(x, tau).permute(1, 2, 0).contiguous(), dim=1)
+
+
+def square(x, plan):
+    return mcn_to_packed(cg_square(packed_to_mcn(x, plan.tau1), plan))
 
 
 def rotate_packed(x, tau, R):
@@ -88,7 +97,7 @@ def test_cg_square_matches_kernel_oracle(C, L, maxl, seed):
     tau = (C,) * (L + 1)
     plan = channelwise_square_plan(tau, maxl)
     x = randn_packed(4, tau, g)
-    close(cg_square(x, plan), cg_product(x, x, plan), 1e-12)
+    close(square(x, plan), cg_product(x, x, plan), 1e-12)
 
 
 def test_square_plan_keeps_exactly_the_symmetric_blocks():
@@ -97,7 +106,7 @@ def test_square_plan_keeps_exactly_the_symmetric_blocks():
     tau, maxl = (2, 2, 2), 4
     full, sym = cg_plan(tau, tau, maxl, "diag"), channelwise_square_plan(tau, maxl)
     x = randn_packed(3, tau, g)
-    zf, zs = split_parts(cg_product(x, x, full), full.tau_out), split_parts(cg_product(x, x, sym), sym.tau_out)
+    zf, zs = split_parts(cg_product(x, x, full), full.tau_out), split_parts(square(x, sym), sym.tau_out)
 
     def block(z, p):
         return z[p.l][:, :, p.out[0]:p.out[-1] + 1]
@@ -146,7 +155,7 @@ def test_aggregate_messages_matches_kernel_oracle(C, L_sh, L_atom, maxl, seed):
     x = randn_packed(n_atoms, tau_atom, g)
     nbrs, s_slots = _slot_layout(scalars, src, dst, n_atoms)
     _, y_slots = _slot_layout(Y, src, dst, n_atoms)
-    got = aggregate_messages(s_slots, y_slots, nbrs.gather(channels_first(x, tau_atom), dim=1), plan)
+    got = mcn_to_packed(aggregate_messages(s_slots, y_slots, sources(nbrs, x, tau_atom), plan))
     close(got, _edge_reference(scalars, Y, x, src, dst, plan), 1e-12)
 
 
@@ -166,8 +175,8 @@ def test_contraction_gradients_to_second_order():
     def ours(s, x):
         nbrs, s_slots = _slot_layout(s, src, dst, 3)
         _, y_slots = _slot_layout(Y, src, dst, 3)
-        agg = aggregate_messages(s_slots, y_slots, nbrs.gather(channels_first(x, tau), dim=1), plan)
-        return (agg * w).sum().real + (cg_square(x, sq) * ws).sum().real
+        agg = mcn_to_packed(aggregate_messages(s_slots, y_slots, sources(nbrs, x, tau), plan))
+        return (agg * w).sum().real + (square(x, sq) * ws).sum().real
 
     def oracle(s, x):
         return (_edge_reference(s, Y, x, src, dst, plan) * w).sum().real + (cg_product(x, x, sq) * ws).sum().real
@@ -222,8 +231,7 @@ def test_pair_dots_and_invariants_are_invariant():
     xr = rotate_packed(x, tau, R)
 
     def dots(x):
-        xc = channels_first(x, tau)
-        return pair_dots(xc, nbrs.gather(xc, dim=1), tau)
+        return pair_dots(packed_to_mcn(x, tau).permute(1, 2, 0), sources(nbrs, x, tau), tau)
 
     close(dots(xr), dots(x), 1e-12)
     d = dots(x)
@@ -321,7 +329,7 @@ def test_cg_layer_is_equivariant():
 
         def run(pos, x):
             vec, r = nbrs.vectors(pos, far=10.0)
-            xc = channels_first(x, tau_in)
-            return layer(x, scalars, edge_harmonics(vec, 2), nbrs.gather(xc, dim=1))
+            out = layer(packed_to_mcn(x, tau_in), scalars, edge_harmonics(vec, 2), sources(nbrs, x, tau_in))
+            return mcn_to_packed(out)
 
         close(run(pos @ R.T, rotate_packed(x, tau_in, R)), rotate_packed(run(pos, x), layer.tau_out, R), 1e-11)

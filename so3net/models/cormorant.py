@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..nn import (AtomMLP, BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, RadPolyTrig, SoftCutoff,
-                  channels_first, edge_harmonics, invariants, num_invariants, pair_dots, radius_graph, smooth_switch,
+                  edge_harmonics, invariants, mcn_to_packed, packed_to_mcn, num_invariants, pair_dots, radius_graph, smooth_switch,
                   uniform_tau)
 from ..nn.radial import SOFT_MODES
 
@@ -176,14 +176,18 @@ class Cormorant(nn.Module):
         harmonics = edge_harmonics(vec, cfg.max_sh)
         hard = smooth_switch(r, cfg.hard_cut_rad - cfg.hard_cut_switch, cfg.hard_cut_rad)
         x = torch.view_as_complex(self.embed(self.atom_scalars(species)).reshape(-1, cfg.num_channels, 2))
+        x = x.t()[None]                                            # mcn layout (1, C, N)
         tau, edge, levels = (cfg.num_channels,), None, []
         for radial, edge_level, layer, norm in zip(self.radial, self.edge_levels, self.cg_layers, self.norms):
-            xc = channels_first(x, tau)
-            x_src = nbrs.gather(xc, dim=1)
-            edge = edge_level(edge, pair_dots(xc, x_src, tau), radial(r), r, hard)
-            x = norm(layer(x, edge, harmonics, x_src))
+            x_cnd = x.permute(1, 2, 0).contiguous()                 # (C, N, D)
+            x_src = nbrs.gather(x_cnd, dim=1)                       # (C, N, d, D)
+            edge = edge_level(edge, pair_dots(x_cnd, x_src, tau), radial(r), r, hard)
+            x = layer(x, edge, harmonics, x_src)
+            packed = norm(mcn_to_packed(x))
+            if not isinstance(norm, nn.Identity):
+                x = packed_to_mcn(packed, layer.tau_out)
             tau = layer.tau_out
-            levels.append(x)
+            levels.append(packed)
         return levels
 
     def atom_energies(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,12 @@
 """Equivariant layers: per-l mixing, CG nonlinearity, normalisation, radial bases, edge features,
 invariant read-outs and Cormorant's edge and CG levels. Features are packed SO(3)-vectors (see
 ``so3net.plan``): a type tau over B rows is a (B, dim) complex tensor."""
-from ._layout import join_parts, split_parts, tau_dim, uniform_tau
+from ._layout import join_parts, mcn_parts, mcn_to_packed, packed_to_mcn, split_parts, tau_dim, uniform_tau
 from .cglayer import CGLayer, EdgeLevel
 from .edges import Neighbours, edge_harmonics, pair_dots, radius_graph, sum_over_m
 from .linear import SO3Linear, init_complex_weight, mix_parts
 from .norm import PartNorm, part_norm
-from .products import (CGContraction, aggregate_messages, cg_square, channels_first, channelwise_square_plan,
-                       contraction, message_plan)
+from .products import (CGContraction, aggregate_messages, cg_square, channelwise_square_plan, contraction,
+                       message_plan)
 from .radial import BesselBasis, RadPolyTrig, SoftCutoff, cosine_cutoff, smooth_switch
 from .readout import AtomMLP, invariants, num_invariants

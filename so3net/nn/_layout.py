@@ -3,6 +3,12 @@
 A vector of type ``tau`` (fragment counts per l) over ``B`` rows is a tensor ``(B, dim)`` where part
 ``l`` occupies columns ``[offset(l), offset(l) + (2l+1) * tau[l])`` stored row-major as the SO3part
 ``(2l+1, tau[l])`` (index ``m + l`` first, fragments last). Zero counts mean absent parts.
+
+Inside the Cormorant layers, where every part has the same C fragments ("channels"), atom features
+use the *mcn* layout ``(D, C, N)``: row ``l² + m + l`` (D = (lmax+1)² rows), channel, atom. Its
+rows for one l are a contiguous ``(2l+1, C, N)`` block, the outer product of two such tensors is
+already in the (row pair, channel, atom) order that the CG contraction wants, and mixing the
+fragments of part l is one matmul ``W_lᵀ (C', n) @ (2l+1, n, N)``.
 """
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ import torch
 
 from ..plan import packed_offsets
 
-__all__ = ["check_tau", "tau_dim", "split_parts", "join_parts", "uniform_tau"]
+__all__ = ["check_tau", "tau_dim", "split_parts", "join_parts", "uniform_tau", "packed_to_mcn", "mcn_to_packed",
+           "mcn_parts"]
 
 
 def check_tau(tau) -> tuple[int, ...]:
@@ -52,3 +59,24 @@ def join_parts(parts: dict[int, torch.Tensor]) -> tuple[torch.Tensor, tuple[int,
     B = next(iter(parts.values())).shape[0]
     flat = [parts[l].reshape(B, -1) for l in range(lmax + 1) if l in parts]
     return torch.cat(flat, 1), tau
+
+
+def packed_to_mcn(x: torch.Tensor, tau) -> torch.Tensor:
+    """Packed ``(N, dim)`` of a type with C fragments in every part -> mcn ``(D, C, N)``."""
+    tau = tuple(tau)
+    if len(set(tau)) != 1 or tau[0] == 0:
+        raise ValueError(f"the mcn layout needs the same fragment count for every l, got tau={tau}")
+    return x.reshape(x.shape[0], -1, tau[0]).permute(1, 2, 0).contiguous()
+
+
+def mcn_to_packed(x: torch.Tensor) -> torch.Tensor:
+    """mcn ``(D, C, N)`` -> packed ``(N, D C)`` (type (C, ..., C))."""
+    return x.permute(2, 0, 1).reshape(x.shape[2], -1)
+
+
+def mcn_parts(x: torch.Tensor) -> dict[int, torch.Tensor]:
+    """mcn ``(D, C, N)`` -> ``{l: (2l+1, C, N)}`` views."""
+    lmax = int(round(x.shape[0] ** 0.5)) - 1
+    if (lmax + 1) ** 2 != x.shape[0]:
+        raise ValueError(f"an mcn tensor has (lmax+1)² rows, got {x.shape[0]}")
+    return {l: x[l * l:(l + 1) * (l + 1)] for l in range(lmax + 1)}

@@ -23,9 +23,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._layout import check_tau, join_parts, split_parts, uniform_tau
-from .linear import init_complex_weight, mix_parts
-from .products import aggregate_messages, cg_square, channelwise_square_plan, message_plan
+from ._layout import check_tau, uniform_tau
+from .linear import init_complex_weight
+from .products import aggregate_messages, cg_square, channelwise_square_plan, contraction, message_plan
 from .radial import SoftCutoff
 
 __all__ = ["EdgeLevel", "CGLayer"]
@@ -78,18 +78,25 @@ class CGLayer(nn.Module):
                              f"produces no fragments for some l <= maxl: {self.tau_cat}")
         self.weights = nn.ParameterList(nn.Parameter(init_complex_weight(n, num_channels, init, gain))
                                         for n in self.tau_cat)
+        self._agg_rows = contraction(self.edge_plan).output_rows()
+        self._sq_rows = contraction(self.square_plan).output_rows()
+        self._x_rows = {l: (l * l, 1) for l, n in enumerate(self.tau_in) if n}
 
     def forward(self, x: torch.Tensor, scalars: torch.Tensor, harmonics: torch.Tensor,
                 x_src: torch.Tensor) -> torch.Tensor:
-        """``x`` packed atoms (N, dim_in); edge scalars ``(N, d, L+1, C)``, harmonics ``(N, d, (L+1)²)``
-        and source features ``x_src (N, d, C, D)`` over neighbour slots -> packed (N, dim_out)."""
+        """Atom features ``x`` in the mcn layout ``(D_in, C, N)``; edge scalars ``(N, d, L+1, C)``,
+        harmonics ``(N, d, (L+1)²)`` and source features ``x_src (C, N, d, D_in)`` over neighbour
+        slots -> mcn ``(D_out, C', N)``."""
+        N = x.shape[2]
         agg = aggregate_messages(scalars, harmonics, x_src, self.edge_plan)
         sq = cg_square(x, self.square_plan)
-        groups = [split_parts(agg, self.edge_plan.tau_out), split_parts(x, self.tau_in),
-                  split_parts(sq, self.square_plan.tau_out)]
-        cat = {l: torch.cat([g[l] for g in groups if l in g], 2) for l in range(self.maxl + 1)}
-        w = {l: torch.view_as_complex(p) for l, p in enumerate(self.weights)}
-        return join_parts(mix_parts(cat, w))[0]
+        groups = [(agg, self._agg_rows), (x, self._x_rows), (sq, self._sq_rows)]
+        out = []
+        for l, w in enumerate(self.weights):
+            blocks = [t[first:first + (2 * l + 1) * n].reshape(2 * l + 1, -1, N)
+                      for t, rows in groups if l in rows for first, n in [rows[l]]]
+            out.append(torch.view_as_complex(w).to(x.dtype).t() @ torch.cat(blocks, 1))
+        return torch.cat(out, 0)
 
     def extra_repr(self) -> str:
         return f"tau_in={self.tau_in}, tau_edge={self.tau_edge}, tau_cat={self.tau_cat}, tau_out={self.tau_out}"

@@ -17,6 +17,7 @@ from functools import lru_cache
 import torch
 
 from ..sph import spherical_harmonics_all
+from ._ops import batched_matmul
 
 __all__ = ["radius_graph", "Neighbours", "edge_harmonics", "pair_dots", "sum_over_m"]
 
@@ -71,10 +72,10 @@ class Neighbours:
 
     def gather(self, t: torch.Tensor, dim: int = 0) -> torch.Tensor:
         """Atom rows of ``t`` (atoms along ``dim``) at every slot's source: the atom axis becomes
-        ``(N, d)``; zeros in empty slots."""
-        t = t.movedim(dim, 0)
-        out = torch.cat([t, t.new_zeros((1,) + t.shape[1:])])[self.src]
-        return out.movedim((0, 1), (dim, dim + 1)) if dim else out
+        ``(N, d)``; zeros in empty slots. The result is contiguous."""
+        pad = t.new_zeros(t.shape[:dim] + (1,) + t.shape[dim + 1:])
+        out = torch.cat([t, pad], dim).index_select(dim, self.src.reshape(-1))
+        return out.reshape(t.shape[:dim] + tuple(self.src.shape) + t.shape[dim + 1:])
 
     def vectors(self, positions: torch.Tensor, far: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``(r_ij (N, d, 3), |r_ij| (N, d))``; empty slots get the constant vector (0, 0, far)."""
@@ -103,8 +104,10 @@ def pair_dots(x: torch.Tensor, x_src: torch.Tensor, tau: tuple[int, ...]) -> tor
 
     ``x (C, N, D)`` atom features channels-first (D = Σ_l (2l+1) over present parts, every part with
     C fragments), ``x_src (C, N, d, D)`` = ``Neighbours.gather(x, dim=1)``. Returns ``(N, d, n_l C)``,
-    l major and channel minor. Invariant because every D^l is unitary.
+    l major and channel minor. Invariant because every D^l is unitary. Evaluated as one batched
+    matmul ``x_src @ (conj(x) per part)`` over (channel, atom).
     """
-    prod = x.conj()[:, :, None] * x_src                                     # (C, N, d, D)
-    dots = prod @ sum_over_m(tuple(tau), x_src.dtype, x_src.device)         # (C, N, d, n_l)
-    return dots.permute(1, 2, 3, 0).flatten(2)
+    C, N, d, D = x_src.shape
+    per_part = x.conj()[..., None] * sum_over_m(tuple(tau), x.real.dtype, x.device)        # (C, N, D, n_l)
+    dots = batched_matmul(x_src.reshape(C * N, d, D), per_part.reshape(C * N, D, -1))   # (C N, d, n_l)
+    return dots.reshape(C, N, d, -1).permute(1, 2, 3, 0).flatten(2)

@@ -4,7 +4,9 @@ A channel-wise (``diag``) plan of two types whose parts all have the same fragme
 fragment c of every part of x with fragment c of every part of y. It is a linear map of the
 channel-wise outer product ``P[a, b, c] = x[a, c] y[b, c]`` (a, b run over all (l, m) of x and y):
 ``z[k, c] = Σ_ab W[k, ab] P[a, b, c]`` with ``W`` the plan's CG coefficients (one row per output
-(l, m, block); at most 2 min(l1, l2) + 1 nonzeros per row, stored as a sparse matrix).
+(l, m, block); at most 2 min(l1, l2) + 1 nonzeros per row, stored as a sparse matrix). Features are
+in the mcn layout ``(D, C, N)`` of :mod:`so3net.nn._layout`, so the outer product ``(D1, D2, C, N)``
+needs no transposition before W.
 :class:`CGContraction` holds W, built from ``plan.coefficients`` (the CG math stays in the plan).
 
 Because W is linear, a sum of products is the contraction of the summed outer products:
@@ -28,9 +30,10 @@ import numpy as np
 import torch
 
 from ..plan import CGPlan, Path, cg_plan
+from ._ops import SparseLeft, batched_matmul
 
-__all__ = ["channelwise_square_plan", "message_plan", "CGContraction", "contraction", "channels_first",
-           "cg_square", "aggregate_messages", "uniform_channels"]
+__all__ = ["channelwise_square_plan", "message_plan", "CGContraction", "contraction", "cg_square",
+           "aggregate_messages", "uniform_channels"]
 
 
 @lru_cache(maxsize=None)
@@ -64,46 +67,14 @@ def uniform_channels(tau: tuple[int, ...]) -> int:
     return tau[0]
 
 
-class _SparseLeft(torch.autograd.Function):
-    """``w @ x`` for a constant sparse real ``w``; backward ``wt @ g`` by the same Function, so it is
-    differentiable to any order."""
-
-    @staticmethod
-    def forward(ctx, x, w, wt):
-        ctx.mats = (w, wt)
-        return torch.sparse.mm(w, x)
-
-    @staticmethod
-    def backward(ctx, g):
-        w, wt = ctx.mats
-        return _SparseLeft.apply(g, wt, w), None, None
-
-
-class _Bmm(torch.autograd.Function):
-    """``torch.bmm`` whose backward materialises the conjugates once (torch's complex bmm backward
-    on conjugate views falls back to one GEMM per batch); differentiable to any order."""
-
-    @staticmethod
-    def forward(ctx, a, b):
-        a, b = a.contiguous(), b.contiguous()  # strided batches make bmm loop over the batch
-        ctx.save_for_backward(a, b)
-        return torch.bmm(a, b)
-
-    @staticmethod
-    def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        ga = _Bmm.apply(g, b.mH.resolve_conj()) if ctx.needs_input_grad[0] else None
-        gb = _Bmm.apply(a.mH.resolve_conj(), g) if ctx.needs_input_grad[1] else None
-        return ga, gb
-
-
 class CGContraction:
     """The plan's coefficients as a sparse ``(K, D1 D2)`` matrix acting on channel-wise outer products.
 
-    Rows k are ordered like the packed output (part l, then m, then block); columns are
-    ``a D2 + b`` with a, b the (l, m) indices of the present parts of x and y in packed order.
-    ``apply(P)`` maps outer products ``P (C, N, D1, D2)`` (channel-major) to the packed output
-    ``(N, plan.dim_out)``. The coefficients are real, so W acts on real and imaginary planes alike.
+    Rows k are ordered like the packed output (part l, then m, then block), so output fragment
+    ``block C + c`` of part l is row ``(l, m, block)``, channel c; columns are ``a D2 + b`` with a, b
+    the (l, m) indices of the present parts of x and y in packed order. ``apply(P)`` maps outer
+    products ``P (D1, D2, C, N)`` to ``(K, C, N)``. The coefficients are real, so W acts on real
+    and imaginary planes alike.
     """
 
     def __init__(self, plan: CGPlan):
@@ -150,14 +121,22 @@ class CGContraction:
         return self._cache[key]
 
     def apply(self, P: torch.Tensor) -> torch.Tensor:
-        C, N = P.shape[:2]
-        if P.shape != (self.channels, N, self.dim1, self.dim2):
-            raise ValueError(f"outer products must have shape ({self.channels}, N, {self.dim1}, {self.dim2}), "
+        """Outer products ``P (D1, D2, C, N)`` -> output ``(K, C, N)`` (rows as in the class doc)."""
+        C, N = P.shape[2:]
+        if P.shape != (self.dim1, self.dim2, self.channels, N):
+            raise ValueError(f"outer products must have shape ({self.dim1}, {self.dim2}, {self.channels}, N), "
                              f"got {tuple(P.shape)}")
-        planes = torch.view_as_real(P.reshape(C * N, -1).t()).reshape(self.dim1 * self.dim2, -1)
+        planes = torch.view_as_real(P.contiguous()).reshape(self.dim1 * self.dim2, -1)
         w, wt = self.matrices(planes.dtype, planes.device)
-        out = _SparseLeft.apply(planes, w, wt).reshape(-1, C, N, 2).permute(2, 0, 1, 3)   # (N, K, C, 2)
-        return torch.view_as_complex(out.contiguous()).reshape(N, -1)
+        return torch.view_as_complex(SparseLeft.apply(planes, w, wt).reshape(-1, C, N, 2))
+
+    def output_rows(self) -> dict[int, tuple[int, int]]:
+        """``{l: (first row, number of blocks)}``: part l is rows ``[first, first + (2l+1) blocks)``."""
+        rows, first = {}, 0
+        for l, n in enumerate(self.plan.tau_out):
+            rows[l] = (first, n // self.channels)
+            first += (2 * l + 1) * (n // self.channels)
+        return rows
 
 
 @lru_cache(maxsize=None)
@@ -166,16 +145,10 @@ def contraction(plan: CGPlan) -> CGContraction:
     return CGContraction(plan)
 
 
-def channels_first(x: torch.Tensor, tau: tuple[int, ...]) -> torch.Tensor:
-    """Packed ``(B, dim)`` of a type with C fragments in every present part -> ``(C, B, D)``."""
-    C = uniform_channels(tuple(n for n in tau if n))
-    return x.reshape(x.shape[0], -1, C).permute(2, 0, 1).contiguous()
-
-
 def cg_square(x: torch.Tensor, plan: CGPlan) -> torch.Tensor:
-    """Channel-wise CG square of packed ``x`` (N, dim) with a plan from :func:`channelwise_square_plan`."""
-    xc = channels_first(x, plan.tau1)
-    return contraction(plan).apply(xc[..., :, None] * xc[..., None, :])
+    """Channel-wise CG square of mcn ``x (D, C, N)`` with a :func:`channelwise_square_plan`:
+    ``(K, C, N)`` rows as in :class:`CGContraction`."""
+    return contraction(plan).apply(x[:, None] * x[None, :])
 
 
 def aggregate_messages(scalars: torch.Tensor, harmonics: torch.Tensor, x_src: torch.Tensor, plan: CGPlan) -> torch.Tensor:
@@ -183,8 +156,9 @@ def aggregate_messages(scalars: torch.Tensor, harmonics: torch.Tensor, x_src: to
 
     ``Υ_ik`` has fragment c of part l equal to ``scalars[i, k, l, c] · Y^l(r̂_ik)``: ``scalars
     (N, d, L+1, C)``, ``harmonics (N, d, (L+1)²)`` packed Y, ``x_src (C, N, d, D2)`` the source
-    atoms' features channels-first (``Neighbours.gather`` of :func:`channels_first` features).
-    Empty slots must have zero scalars or zero features. Returns packed ``(N, plan.dim_out)``.
+    atoms' features (``Neighbours.gather(x.permute(1, 2, 0), dim=1)`` of mcn features x).
+    Empty slots must have zero scalars or zero features. Returns ``(K, C, N)`` (see
+    :class:`CGContraction`).
     """
     con = contraction(plan)
     N, d, L1, C = scalars.shape
@@ -194,5 +168,5 @@ def aggregate_messages(scalars: torch.Tensor, harmonics: torch.Tensor, x_src: to
                          f"{tuple(scalars.shape)} and {tuple(x_src.shape)}")
     l_of = torch.as_tensor([l for l in range(L1) for _ in range(2 * l + 1)], device=scalars.device)
     ups = scalars.permute(3, 0, 2, 1)[:, :, l_of] * harmonics.transpose(1, 2)      # (C, N, D1, d)
-    P = _Bmm.apply(ups.reshape(C * N, con.dim1, d), x_src.reshape(C * N, d, con.dim2))
-    return con.apply(P.reshape(C, N, con.dim1, con.dim2))
+    S = batched_matmul(ups.reshape(C * N, con.dim1, d), x_src.reshape(C * N, d, con.dim2))
+    return con.apply(S.reshape(C, N, con.dim1, con.dim2).permute(2, 3, 0, 1))
