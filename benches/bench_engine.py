@@ -4,7 +4,7 @@ computation through plain torch autograd with the CG kernels behind the torch br
 The model (written once, run by two op namespaces) follows Cormorant: molecules with all atom pairs
 as edges, edge harmonics Y^0..Y^3 scaled per channel by learned radial functions, ``levels`` CG
 levels ``F <- [F ⊕ (F ⊗cg F) ⊕ sum_j (edge_ij ⊗cg F_j)] · W`` with channel-wise (diagonal) CG
-products as in Cormorant and tau = (c, c, c, c), an invariant read-out (norms and the l = 0 part)
+products as in Cormorant (the messages by the fused message-passing product) and tau = (c, c, c, c), an invariant read-out (norms and the l = 0 part)
 to per-molecule energies, MSE loss, backward, Adam step.
 Both paths evaluate the same kernels (``so3net.kernels.dispatch``) on the same packed tensors; the
 ratio measures what the engine's tape, backward walk and op wrappers cost on top.
@@ -23,7 +23,7 @@ import torch
 import so3net.graph as G
 from so3net import sph as S
 from so3net import types as T
-from so3net.graph.bridge import cg_product as bridge_cg
+from so3net.graph.bridge import cg_product as bridge_cg, message_passing_product as bridge_mp
 from so3net.plan import cg_plan
 from so3net.types import SO3vec
 
@@ -43,6 +43,10 @@ class EngineOps:
     @staticmethod
     def mix(v, W):
         return G.mix(v, *W)
+
+    @staticmethod
+    def message_passing(edge, node, src, dst, maxl):
+        return G.message_passing(edge, node, src, dst, "diag", maxl)
 
 
 class TorchOps:
@@ -95,6 +99,11 @@ class TorchOps:
         return cls._bridge(x, y, "diag", maxl)
 
     @staticmethod
+    def message_passing(edge, node, src, dst, maxl):
+        plan = cg_plan(tuple(edge.tau), tuple(node.tau), maxl, "diag", edge.basis)
+        return SO3vec.from_packed(bridge_mp(edge.packed(), node.packed(), src, dst, plan), plan.tau_out)
+
+    @staticmethod
     def take(v, sel):
         return SO3vec({l: v.parts[l][..., list(s)] for l, s in enumerate(sel)})
 
@@ -113,7 +122,7 @@ def make_params(ops, args, gen: torch.Generator) -> dict:
 
 def model_loss(ops, params: dict, data: tuple):
     pos, species, zeros, src, dst, mol, n_mol, target = data
-    n, c = species.shape[0] if isinstance(species, torch.Tensor) else species.value.shape[0], params_channels(params)
+    n, c = _shape(species)[0], _shape(params["embed"])[1]
     rij = ops.gather(pos, dst) - ops.gather(pos, src)
     Y = ops.take(ops.sph(rij, LMAX), ((0,) * c,) * (LMAX + 1))          # edges, type (c,c,c,c)
     rbf = ops.gaussian_rbf(ops.distance(rij), CENTERS, 0.5)            # edges, (E, radial)
@@ -121,7 +130,7 @@ def model_loss(ops, params: dict, data: tuple):
     invariants = [read_out(ops, F)]
     for Wr, W in zip(params["radial"], params["W"]):
         edge = ops.fragment_scale(Y, rbf @ Wr)
-        messages = ops.scatter_sum(ops.DiagCGproduct(edge, ops.gather(F, src), LMAX), dst, n)
+        messages = ops.message_passing(edge, F, src, dst, LMAX)      # sum_j edge_ij (x)cg F_j, fused
         F = ops.mix(ops.oplus(F, ops.DiagCGproduct(F, F, LMAX), messages), W)
         F = ops.fragment_scale(F, (ops.norm2(F) + 1.0) ** -0.5)         # keeps activations bounded
         invariants.append(read_out(ops, F))
@@ -136,9 +145,8 @@ def read_out(ops, F):
     return ops.cat([ops.norm2(F), ops.real(l0), ops.imag(l0)], -1)
 
 
-def params_channels(params: dict) -> int:
-    embed = params["embed"]
-    return (embed.value if isinstance(embed, G.Variable) else embed).shape[1]
+def _shape(t) -> tuple[int, ...]:
+    return tuple((t.value if isinstance(t, G.Variable) else t).shape)
 
 
 SPECIES = 5
@@ -175,15 +183,15 @@ def build(ops, args):
     return step
 
 
-def timed_pair(first, second, repeats: int) -> tuple[list[float], list[float]]:
+def timed_pair(first, second, repeats: int, clock) -> tuple[list[float], list[float]]:
     """Alternate the two steps so that load from other processes hits both alike."""
     first(), second()
     a, b = [], []
     for _ in range(repeats):
         for step, times in ((first, a), (second, b)):
-            start = time.perf_counter()
+            start = clock()
             step()
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     return a, b
 
 
@@ -195,6 +203,8 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: time.perf_counter; cpu: time.process_time (steadier on a shared machine)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -202,12 +212,13 @@ def main() -> None:
     first_e, first_t = engine(), bridge()
     print(f"first-step losses: engine {first_e:.6g}  torch bridge {first_t:.6g}  "
           f"(relative difference {abs(first_e - first_t) / abs(first_t):.1e})")
-    a, b = timed_pair(engine, bridge, args.repeats)
+    a, b = timed_pair(engine, bridge, args.repeats, time.perf_counter if args.clock == "wall" else time.process_time)
     t_engine, t_bridge = statistics.median(a), statistics.median(b)
     pair_ratio = statistics.median([x / y for x, y in zip(a, b)])
     edges = args.molecules * args.atoms * (args.atoms - 1)
     print(f"cormorant step  molecules={args.molecules} atoms={args.molecules * args.atoms} edges={edges} "
-          f"levels={args.levels} tau=({','.join([str(args.channels)] * (LMAX + 1))}) threads={torch.get_num_threads()}")
+          f"levels={args.levels} tau=({','.join([str(args.channels)] * (LMAX + 1))}) threads={torch.get_num_threads()} "
+          f"clock={args.clock}")
     print(f"  engine        {t_engine * 1e3:9.1f} ms  (median of {args.repeats}; min {min(a) * 1e3:.1f})")
     print(f"  torch bridge  {t_bridge * 1e3:9.1f} ms  (median of {args.repeats}; min {min(b) * 1e3:.1f})")
     print(f"  ratio engine / torch bridge = {t_engine / t_bridge:.3f} (medians), {min(a) / min(b):.3f} (minima), "
