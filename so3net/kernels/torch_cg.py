@@ -74,8 +74,12 @@ def _rowwise(plan: CGPlan, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | N
     accumulate, steps = _program(plan, a.device, _real(a), w is not None)
     z = (torch.zeros if accumulate else torch.empty)(n, plan.dim_out, dtype=a.dtype, device=a.device)
     for l1, l2, l, run, target in steps:
-        Z = run(_part(a, plan.offsets1, plan.tau1, l1), _part(b, plan.offsets2, plan.tau2, l2), w)
+        A, B = _part(a, plan.offsets1, plan.tau1, l1), _part(b, plan.offsets2, plan.tau2, l2)
         part = _part(z, plan.offsets_out, plan.tau_out, l)
+        if isinstance(target, slice) and hasattr(run, "into"):
+            run.into(A, B, part[:, :, target], accumulate)
+            continue
+        Z = run(A, B, w)
         if isinstance(target, slice):
             part[:, :, target].add_(Z) if accumulate else part[:, :, target].copy_(Z)
         else:

@@ -91,40 +91,108 @@ def entry_program(plan: CGPlan, index: int, left, right, device: torch.device, r
     return run
 
 
+def _planes_rhs(Y: torch.Tensor) -> torch.Tensor:
+    """``[[Yr, Yi], [-Yi, Yr]]`` as a real (n, 2K, 2N) matrix for complex ``Y (n, K, N)``: rows
+    (k, s) with s = 0 for the real and 1 for the imaginary part of the left factor, columns
+    (j, c) interleaved like ``view_as_real``. Then ``view_as_real(L) @ rhs = view_as_real(L @ Y)``
+    for complex ``L (n, M, K)`` whose real view has columns (k, s)."""
+    n, K, N = Y.shape
+    planes = torch.view_as_real(Y.resolve_conj())
+    rhs = torch.empty(n, K, 2, N, 2, dtype=planes.dtype, device=Y.device)
+    rhs[:, :, 0] = planes
+    rhs[:, :, 1, :, 0] = planes[..., 1]
+    rhs[:, :, 1, :, 0].neg_()
+    rhs[:, :, 1, :, 1] = planes[..., 0]
+    return rhs.view(n, 2 * K, 2 * N)
+
+
 def _outer_program(plan: CGPlan, index: int, device, real):
-    C = torch.as_tensor(_dense(plan, index), device=device, dtype=real)
+    M1, M2, M = (2 * l + 1 for l in (plan.paths[index].l1, plan.paths[index].l2, plan.paths[index].l))
+    dense = _dense(plan, index)
+    C = torch.as_tensor(dense.reshape(M1, M2 * M), device=device, dtype=real)
+    # m whose block has a single m2 (l1 = 0 or l2 = 0): one pointwise outer product, written in place
+    single = [np.flatnonzero(dense[:, :, m].any(0)) for m in range(M)]
+    single = [int(q[0]) if len(q) == 1 else None for q in single]
+
+    def factors(A: torch.Tensor):
+        """``T (M, n, nL, M2)`` (complex) with ``T[m, b, i, m2] = sum_m1 C[m1, m2, m] A[b, m1, i]``,
+        m-major so that each m's GEMM operand is contiguous."""
+        n, nL = A.shape[0], A.shape[2]
+        if not A.is_complex():
+            T = (A.transpose(1, 2).reshape(n * nL, M1) @ C).view(n, nL, M2, M)
+            return T.permute(3, 0, 1, 2).contiguous()
+        Ar = torch.view_as_real(A.resolve_conj()).permute(0, 2, 3, 1).reshape(n * nL * 2, M1)
+        T = (Ar @ C).view(n, nL, 2, M2, M).permute(4, 0, 1, 3, 2).contiguous()    # (M, n, nL, M2, 2)
+        return torch.view_as_complex(T)
+
+    def run_into(A: torch.Tensor, B: torch.Tensor, target: torch.Tensor, accumulate: bool) -> None:
+        """Write the block into ``target (n, M, nL * nR)`` (a view of the output): per m, a
+        pointwise outer product in place when m has one m2, else one GEMM (complex numbers as
+        real planes) into a small reused buffer that is then copied (GEMMs cannot write strided
+        blocks)."""
+        T = factors(A)
+        n, nL, nR = A.shape[0], A.shape[2], B.shape[2]
+        rhs = buf = None
+        for m in range(M):
+            dest = target[:, m].unflatten(1, (nL, nR))
+            if single[m] is not None:
+                u, v = T[m, :, :, single[m], None], B[:, None, single[m]]
+                dest.addcmul_(u, v) if accumulate else torch.mul(u, v, out=dest)
+                continue
+            if rhs is None:
+                rhs = _planes_rhs(B) if B.is_complex() else B
+                buf = torch.empty(n, nL, rhs.shape[2], dtype=rhs.dtype, device=rhs.device)
+            lhs = torch.view_as_real(T[m]).flatten(2) if B.is_complex() else T[m]
+            torch.bmm(lhs, rhs, out=buf)
+            out = torch.view_as_complex(buf.unflatten(2, (nR, 2))) if B.is_complex() else buf
+            dest.add_(out) if accumulate else dest.copy_(out)
 
     def run(A: torch.Tensor, B: torch.Tensor, w) -> torch.Tensor:
-        n, M2, nR = A.shape[0], B.shape[1], B.shape[2]
-        T = torch.einsum("bpi,pqm->bmiq", A, C.to(A.dtype))                   # (n, M, nL, M2)
-        M, nL = T.shape[1], T.shape[2]
-        if not A.is_complex():
-            return torch.bmm(T.reshape(n, M * nL, M2), B).reshape(n, M, nL * nR)
-        L = torch.view_as_real(T).reshape(n, M * nL, 2 * M2)
-        Rm = torch.view_as_real(torch.stack([B, 1j * B], 2).resolve_conj()).reshape(n, 2 * M2, 2 * nR)
-        Z = torch.bmm(L, Rm).reshape(n, M * nL, nR, 2)
-        return torch.view_as_complex(Z).reshape(n, M, nL * nR)
+        out = torch.empty(A.shape[0], M, A.shape[2] * B.shape[2], dtype=A.dtype, device=A.device)
+        run_into(A, B, out, False)
+        return out
+
+    run.into = run_into
     return run
 
 
 def _contract_program(plan: CGPlan, index: int, device, real, side: str, orient: str, base: int):
+    """Contraction of a contiguous (G, R) or (R, G) block of one operand with the same R-vector of
+    the other: the vector is first contracted with the coefficients, ``U[mb][b, r, m] = sum_mv
+    C[mb, mv, m] vec[b, mv, r]`` (small), then one real GEMM per block m reads the block in place
+    and accumulates into a small (G, M) result."""
     G, R = plan.path_groups[index][1].shape
     C = _dense(plan, index)
     if side == "right":
         C = C.transpose(1, 0, 2)                                                # [m_block, m_vec, m]
-    C = torch.as_tensor(np.ascontiguousarray(C), device=device, dtype=real)
+    Mb, Mv, M = C.shape
+    C = torch.as_tensor(np.ascontiguousarray(C.transpose(1, 0, 2)).reshape(Mv, Mb * M), device=device, dtype=real)
 
     def run(A: torch.Tensor, B: torch.Tensor, w) -> torch.Tensor:
         block, vec = (A, B) if side == "left" else (B, A)
+        n, cplx, k = block.shape[0], block.is_complex(), 2 if block.is_complex() else 1
         vec = vec[:, :, :R].resolve_conj()
-        H = []
-        for mb in range(block.shape[1]):
-            V = block[:, mb, base:base + G * R]
-            if orient == "rows":
-                H.append(torch.bmm(V.unflatten(1, (G, R)), vec.transpose(1, 2)))          # (n, G, Mv)
-            else:
-                H.append(torch.bmm(vec, V.unflatten(1, (R, G))).transpose(1, 2))          # (n, G, Mv)
-        return torch.einsum("bpgq,pqm->bmg", torch.stack(H, 1), C.to(block.dtype))
+        U = (vec.transpose(1, 2).reshape(n * R, Mv) @ C.to(vec.dtype)).view(n, R, Mb, M)
+        planes = torch.view_as_real(block.resolve_conj()).flatten(2) if cplx else block
+        blocks = [planes[:, mb, k * base:k * (base + G * R)] for mb in range(Mb)]
+        if orient == "rows":      # out[b, g, m] = sum_mb sum_r V[b, mb, g, r] U[mb][b, r, m]
+            rhs = U.permute(2, 0, 1, 3)                                           # (Mb, n, R, M)
+            rhs = _planes_rhs(rhs.reshape(Mb * n, R, M)).view(Mb, n, 2 * R, 2 * M) if cplx else rhs.contiguous()
+            acc = torch.zeros(n, G, k * M, dtype=planes.dtype, device=block.device)
+            for mb in range(Mb):
+                acc.baddbmm_(blocks[mb].unflatten(1, (G, k * R)), rhs[mb])
+            out = torch.view_as_complex(acc.unflatten(2, (M, 2))) if cplx else acc
+            return out.transpose(1, 2)
+        # cols: out[b, m, g] = sum_mb sum_r U[mb][b, r, m] V[b, mb, r, g]; complex as [Ur; Ui] @ V planes
+        lhs = U.permute(2, 0, 3, 1)                                               # (Mb, n, M, R)
+        lhs = torch.cat([lhs.real, lhs.imag], 2) if cplx else lhs.contiguous()   # (Mb, n, k M, R)
+        acc = torch.zeros(n, k * M, k * G, dtype=planes.dtype, device=block.device)
+        for mb in range(Mb):
+            acc.baddbmm_(lhs[mb], blocks[mb].unflatten(1, (R, k * G)))
+        if not cplx:
+            return acc
+        P = acc.unflatten(2, (G, 2)).unflatten(1, (2, M))                        # (n, s, M, G, c)
+        return torch.complex(P[:, 0, :, :, 0] - P[:, 1, :, :, 1], P[:, 0, :, :, 1] + P[:, 1, :, :, 0])
     return run
 
 
