@@ -229,6 +229,21 @@ def test_cg_products_match_torch(t1, t2, maxl, normalized, seed):
              randv(2, d, seed), randv(2, d, seed + 1))
 
 
+def test_real_basis_products_match_torch():
+    gen = torch.Generator().manual_seed(0)
+    x = SO3vec.randn(2, (1, 2, 1), basis="real", dtype=F64, generator=gen)
+    y = SO3vec.randn(2, (2, 1), basis="real", dtype=F64, generator=gen)
+    check_op(lambda u, v: G.CGproduct(u, v), lambda u, v: T.CGproduct(u, v), x, y)
+    check_op(lambda u: G.CGsquare(u, maxl=2, normalized=True), lambda u: T.CGsquare(u, maxl=2, normalized=True), x)
+
+
+def test_single_precision_values_match_the_types_layer():
+    a, b = SO3vec.randn(3, (2, 2, 1)), SO3vec.randn(3, (2, 2, 1))  # complex64
+    out = MyNet()(a, b)
+    assert out.dtype == torch.complex64
+    torch.testing.assert_close(out.packed(), _mynet_torch(a, b).packed())
+
+
 def test_cg_product_broadcasts_batches():
     check_op(lambda u, v: G.CGproduct(u, v), lambda u, v: T.CGproduct(u, v),
              randv((3, 1), (1, 1)), randv((1, 2), (2, 1), seed=1))

@@ -296,7 +296,13 @@ class Cat(Function):
 add, sub, neg, div = Add.apply, Sub.apply, Neg.apply, Div.apply
 exp, log, sin, cos = Exp.apply, Log.apply, Sin.apply, Cos.apply
 tanh, sigmoid, relu, silu = Tanh.apply, Sigmoid.apply, Relu.apply, Silu.apply
-matmul, transpose, real, imag, as_complex = MatMul.apply, Transpose.apply, Real.apply, Imag.apply, AsComplex.apply
+matmul, transpose, imag, as_complex = MatMul.apply, Transpose.apply, Imag.apply, AsComplex.apply
+
+
+def real(x):
+    """Real part; the Variable itself when its value is real (no node recorded)."""
+    x = x if isinstance(x, Variable) else Variable(x)
+    return Real.apply(x) if x.symbolic or is_complex(x.value) else x
 
 
 def pow(x, p):
