@@ -72,7 +72,9 @@ def _rowwise(plan: CGPlan, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | N
     if plan.conj_right and b.is_complex():
         b = b.conj()
     accumulate, steps = _program(plan, a.device, _real(a), w is not None)
-    z = (torch.zeros if accumulate else torch.empty)(n, plan.dim_out, dtype=a.dtype, device=a.device)
+    z = (torch.zeros if accumulate or n == 0 else torch.empty)(n, plan.dim_out, dtype=a.dtype, device=a.device)
+    if n == 0:
+        return z
     for l1, l2, l, run, target in steps:
         A, B = _part(a, plan.offsets1, plan.tau1, l1), _part(b, plan.offsets2, plan.tau2, l2)
         part = _part(z, plan.offsets_out, plan.tau_out, l)
@@ -109,6 +111,8 @@ def _rowwise_weight_grad(plan: CGPlan, g, a, b, conj_g: bool) -> torch.Tensor:
     if plan.conj_right and b.is_complex():
         b = b.conj()
     gw = torch.empty(a.shape[0], plan.num_weights, dtype=_real(a), device=a.device)
+    if a.shape[0] == 0:
+        return gw
     for l1, l2, l, entries, out, off, size in _weight_program(plan, a.device, _real(a)):
         U = entries(_part(a, plan.offsets1, plan.tau1, l1), _part(b, plan.offsets2, plan.tau2, l2))
         G = _part(g, plan.offsets_out, plan.tau_out, l).index_select(2, out)
