@@ -33,8 +33,9 @@ LMAX = 3
 # ------------------------------------------------------------------------------ two op namespaces
 class EngineOps:
     """so3net.graph: every op recorded on the engine's tape."""
-    leaf = staticmethod(lambda t: G.Variable(t))
+    leaf = staticmethod(lambda t, requires_grad=False: G.Variable(t, requires_grad))
     param = staticmethod(G.Parameter)
+    forces = staticmethod(lambda energy, pos: -G.grad(energy, [pos], create_graph=True)[0])
     gather, scatter_sum, sph, distance = G.gather, G.scatter_sum, G.sph, G.distance
     gaussian_rbf, fragment_scale, oplus, norm2, part = G.gaussian_rbf, G.fragment_scale, G.oplus, G.norm2, G.part
     real, imag, cat, sum, index, reshape, as_complex = G.real, G.imag, G.cat, G.sum, G.index, G.reshape, G.as_complex
@@ -51,8 +52,9 @@ class EngineOps:
 
 class TorchOps:
     """Plain torch autograd on SO3vecs; CG products through the bridge (torch.autograd.Function)."""
-    leaf = staticmethod(lambda t: t)
+    leaf = staticmethod(lambda t, requires_grad=False: t.requires_grad_(requires_grad))
     param = staticmethod(lambda t: torch.nn.Parameter(t))
+    forces = staticmethod(lambda energy, pos: -torch.autograd.grad(energy, [pos], create_graph=True)[0])
 
     @staticmethod
     def gather(v, index):
@@ -120,7 +122,9 @@ def make_params(ops, args, gen: torch.Generator) -> dict:
             "head": randn((args.levels + 1) * (LMAX + 3) * c, 1, scale=0.01)}
 
 
-def model_loss(ops, params: dict, data: tuple):
+def model_loss(ops, params: dict, data: tuple, forces: bool = False):
+    """Squared energy error; with ``forces``, plus the squared forces -dE/dpos (a second-order
+    training step: the backward runs through the force computation)."""
     pos, species, zeros, src, dst, mol, n_mol, target = data
     n, c = _shape(species)[0], _shape(params["embed"])[1]
     rij = ops.gather(pos, dst) - ops.gather(pos, src)
@@ -136,7 +140,11 @@ def model_loss(ops, params: dict, data: tuple):
         invariants.append(read_out(ops, F))
     energies = ops.scatter_sum(ops.cat(invariants, -1) @ params["head"], mol, n_mol)
     diff = energies - target
-    return ops.sum(diff * diff)
+    loss = ops.sum(diff * diff)
+    if forces:
+        F = ops.forces(ops.sum(energies), pos)
+        loss = loss + ops.sum(F * F)
+    return loss
 
 
 def read_out(ops, F):
@@ -162,7 +170,7 @@ def make_data(ops, args, gen: torch.Generator) -> tuple:
     src, dst = (base + i[keep][None]).reshape(-1), (base + j[keep][None]).reshape(-1)
     species = torch.nn.functional.one_hot(torch.randint(SPECIES, (n,), generator=gen), SPECIES).float()
     zeros = [torch.zeros(n, 2 * l + 1, args.channels, dtype=torch.complex64) for l in range(1, LMAX + 1)]
-    return (ops.leaf(torch.randn(n, 3, generator=gen) * 1.5), ops.leaf(species), zeros, src, dst,
+    return (ops.leaf(torch.randn(n, 3, generator=gen) * 1.5, args.forces), ops.leaf(species), zeros, src, dst,
             torch.arange(m).repeat_interleave(a), m, ops.leaf(torch.randn(m, 1, generator=gen)))
 
 
@@ -176,7 +184,7 @@ def build(ops, args):
 
     def step():
         opt.zero_grad()
-        loss = model_loss(ops, params, data)
+        loss = model_loss(ops, params, data, args.forces)
         loss.backward()
         opt.step()
         return float(loss.value if isinstance(loss, G.Variable) else loss.detach())
@@ -202,6 +210,7 @@ def main() -> None:
     ap.add_argument("--levels", type=int, default=4)
     ap.add_argument("--channels", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--forces", action="store_true", help="add a force term (gradients of gradients)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall: time.perf_counter; cpu: time.process_time (steadier on a shared machine)")
@@ -218,7 +227,7 @@ def main() -> None:
     edges = args.molecules * args.atoms * (args.atoms - 1)
     print(f"cormorant step  molecules={args.molecules} atoms={args.molecules * args.atoms} edges={edges} "
           f"levels={args.levels} tau=({','.join([str(args.channels)] * (LMAX + 1))}) threads={torch.get_num_threads()} "
-          f"clock={args.clock}")
+          f"clock={args.clock} forces={args.forces}")
     print(f"  engine        {t_engine * 1e3:9.1f} ms  (median of {args.repeats}; min {min(a) * 1e3:.1f})")
     print(f"  torch bridge  {t_bridge * 1e3:9.1f} ms  (median of {args.repeats}; min {min(b) * 1e3:.1f})")
     print(f"  ratio engine / torch bridge = {t_engine / t_bridge:.3f} (medians), {min(a) / min(b):.3f} (minima), "

@@ -135,6 +135,7 @@ def test_real_only_and_complex_part_ops_match_torch():
     check_op(G.sqrt, torch.sqrt, randr(3, 4).abs() + 0.5)
     check_op(G.real, lambda x: x.real, randc(3, 4))
     check_op(G.imag, lambda x: x.imag, randc(3, 4))
+    check_op(lambda x: G.imag(x * x) * G.real(x), lambda x: (x * x).imag * x.real, randc(3, 4))
     check_op(G.conj, lambda x: x.conj(), randc(3, 4))
     check_op(G.as_complex, lambda x: x.to(C128), randr(3, 4))
 

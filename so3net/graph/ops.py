@@ -140,7 +140,7 @@ class Silu(Function):
 
 # ------------------------------------------------------------------------------ complex parts
 class Conj(Function):
-    def forward(self, x): return x.conj()
+    def forward(self, x): return x.conjugate() if isinstance(x, complex) else x.conj()
     def backward(self, g): return (Conj.apply(g),)
 
 
