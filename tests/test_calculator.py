@@ -20,6 +20,16 @@ from so3net.train import Potential, TrainConfig, Trainer
 TINY = {"num_cg_levels": 1, "num_channels": 2, "maxl": 1, "max_sh": 1}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: a second intra-op thread only adds overhead, and on a busy 2-core machine it
+    makes these small ops several times slower (measured: 0.08 s against 2 s per training step)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("calc") / "run"
@@ -64,19 +74,14 @@ def test_energy_in_ev_and_forces_are_its_gradient(trained, ethanol):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Use thermalize_momenta:DeprecationWarning")   # ase >= 3.29; we support 3.22
 def test_nve_md_conserves_energy(trained, ethanol):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)      # nine atoms: threads only add overhead (5x on a busy 2-core machine)
-    try:
-        ethanol.calc = Calculator(trained)
-        MaxwellBoltzmannDistribution(ethanol, temperature_K=300, rng=np.random.default_rng(0))
-        Stationary(ethanol)
-        ZeroRotation(ethanol)
-        md = VelocityVerlet(ethanol, timestep=0.5 * units.fs)
-        total, kinetic = [], []
-        md.attach(lambda: (total.append(ethanol.get_total_energy()), kinetic.append(ethanol.get_kinetic_energy())))
-        md.run(1000)
-    finally:
-        torch.set_num_threads(threads)
+    ethanol.calc = Calculator(trained)
+    MaxwellBoltzmannDistribution(ethanol, temperature_K=300, rng=np.random.default_rng(0))
+    Stationary(ethanol)
+    ZeroRotation(ethanol)
+    md = VelocityVerlet(ethanol, timestep=0.5 * units.fs)
+    total, kinetic = [], []
+    md.attach(lambda: (total.append(ethanol.get_total_energy()), kinetic.append(ethanol.get_kinetic_energy())))
+    md.run(1000)
     total, kinetic = np.array(total), np.array(kinetic)
     time_ps = np.arange(len(total)) * 0.5e-3
     slope = np.polyfit(time_ps, total, 1)[0]

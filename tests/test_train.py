@@ -16,8 +16,10 @@ import torch
 
 from so3net.cli import main
 from so3net.data import MolecularDataset, iterate_batches
+from so3net.models import Cormorant
 from so3net.train import Potential, TrainConfig, Trainer, fit_energy_reference, load_config
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"num_cg_levels": 1, "num_channels": 2, "maxl": 1, "max_sh": 1, "readout_hidden": (8,)}
 TINY_TOML = """\
 n_train = {n_train}
@@ -32,6 +34,16 @@ maxl = 1
 max_sh = 1
 readout_hidden = [8]
 """
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: a second intra-op thread only adds overhead, and on a busy 2-core machine it
+    makes these small ops several times slower (measured: 0.08 s against 2 s per training step)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_config(tmp_path, **changes) -> TrainConfig:
@@ -74,6 +86,21 @@ def test_bad_settings_are_named(tmp_path, text, words):
 def test_unknown_model_option_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"unknown Cormorant options \['num_chanels'\]"):
         Trainer(tiny_config(tmp_path, model={"num_chanels": 2}), log=quiet)
+
+
+def test_benchmark_config_is_the_sgdml_split():
+    """configs/ethanol_ccsd_t.toml: first 800 of default_rng(0).permutation(1000) train, last 200 test."""
+    cfg = load_config(os.path.join(ROOT, "configs", "ethanol_ccsd_t.toml"))
+    assert cfg.data == "../shared/data/ethanol_ccsd_t-train.npz" and cfg.time_limit == 3600
+    assert cfg.energy_weight > 0 and cfg.force_weight > 0
+    Cormorant(cfg.preset, **cfg.model)                     # the model options exist
+    frames = MolecularDataset(np.zeros((1000, 3)), np.ones(1000), np.ones(1000), np.zeros(1000),
+                              units={"energy": "kcal/mol", "length": "Angstrom"})
+    split = frames.split(cfg.n_train, cfg.n_valid, cfg.n_test, cfg.seed)
+    perm = np.random.default_rng(0).permutation(1000)
+    assert len(split.valid) == 0
+    np.testing.assert_array_equal(split.train.ids, perm[:800])
+    np.testing.assert_array_equal(split.test.ids, perm[800:])
 
 
 # ------------------------------------------------------------------ schedule and budget
@@ -167,8 +194,7 @@ def test_potential_adds_reference_in_float64(tmp_path):
 # ------------------------------------------------------------------ resume after a kill
 def _train_until_killed(argv, ready):
     """Forked child: ``so3net train``; after the first step of epoch 2 it reports and waits to be killed.
-    One thread: OpenMP's pool does not survive ``fork`` (the parent's runs use one thread too)."""
-    torch.set_num_threads(1)
+    One thread (set by ``one_thread`` before the fork): OpenMP's pool does not survive ``fork``."""
     step = Trainer.step
 
     def step_then_wait(self, batch):
@@ -189,15 +215,7 @@ def _rows(path):
 
 @pytest.mark.slow
 def test_resume_after_kill_mid_epoch_matches_uninterrupted_run(tmp_path, capsys):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)       # as in the forked child, so that bit-for-bit equality is expected
-    try:
-        _resume_after_kill(tmp_path, capsys)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _resume_after_kill(tmp_path, capsys):
+    """Parent and forked child both run on one thread (``one_thread``), so bit-for-bit equality is expected."""
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_TOML.format(n_train=16, epochs=3))
     killed, straight = str(tmp_path / "killed"), str(tmp_path / "straight")
