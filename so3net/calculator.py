@@ -5,7 +5,6 @@ model was trained in (kcal/mol, Hartree or eV with Å or Bohr).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from ase.calculators.calculator import Calculator as _AseCalculator, all_changes
 

@@ -17,7 +17,7 @@ import torch
 from so3net.cli import main
 from so3net.data import MolecularDataset, iterate_batches
 from so3net.models import Cormorant
-from so3net.train import Potential, TrainConfig, Trainer, fit_energy_reference, load_config
+from so3net.train import TrainConfig, Trainer, fit_energy_reference, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"num_cg_levels": 1, "num_channels": 2, "maxl": 1, "max_sh": 1, "readout_hidden": (8,)}

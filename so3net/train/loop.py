@@ -18,6 +18,7 @@ process would reach on the combined batches. Only rank 0 writes files.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -254,6 +255,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = 0
     if world_size > 1:
+        if config.device == "cuda":  # one GPU per process, as torchrun numbers them
+            config = dataclasses.replace(config, device=f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+            torch.cuda.set_device(config.device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if config.device.startswith("cuda") else "gloo")
         rank = dist.get_rank()

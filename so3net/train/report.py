@@ -19,17 +19,17 @@ def evaluate(potential, dataset, batch_size: int = 32, forces: bool = True) -> d
     was_training = model.training
     model.eval()
     e_err, f_err = [], []
-    dtype = model.dtype
-    for b in iterate_batches(dataset, batch_size, shuffle=False, dtype=torch.float64):
+    dtype, device = model.dtype, potential.reference.device
+    for b in iterate_batches(dataset, batch_size, shuffle=False, dtype=torch.float64, device=device):
         pos = b.positions.to(dtype)
         if forces and b.forces is not None:
             energies, pred_f = potential.energy_and_forces(pos, b.species, b.batch, create_graph=False)
-            f_err.append((pred_f.detach().double() - b.forces).flatten().numpy())
+            f_err.append((pred_f.detach().double() - b.forces).flatten().cpu().numpy())
         else:
             with torch.no_grad():
                 energies = potential.model(pos, b.species, b.batch).double() + \
                     potential.reference_energy(b.species, b.batch, b.n_molecules)
-        e_err.append((energies.detach() - b.energies).numpy())
+        e_err.append((energies.detach() - b.energies).cpu().numpy())
     model.train(was_training)
     units = dataset.units
     out = {"n_molecules": len(dataset), "energy_unit": units["energy"],
