@@ -135,6 +135,19 @@ def test_molecules_in_a_batch_do_not_influence_each_other():
     assert abs(float(model(moved, species, batch)[0] - energy[0])) < 1e-12 * abs(float(energy[0]))
 
 
+def test_isolated_atoms_and_empty_batches():
+    model = model_for(torch.float64)
+    species = torch.tensor([1, 6, 8])
+    far_apart = torch.tensor([[0.0, 0, 0], [10, 0, 0], [20, 0, 0]], dtype=torch.float64)
+    energy, forces = model.energy_and_forces(far_apart, species, torch.tensor([0, 0, 1]))
+    assert energy.shape == (2,) and float(forces.abs().max()) == 0
+    single = [model(far_apart[i:i + 1], species[i:i + 1], torch.zeros(1, dtype=torch.long)) for i in range(3)]
+    assert abs(float(energy[0] - single[0][0] - single[1][0])) < 1e-12
+    empty = torch.zeros(0, dtype=torch.long)
+    energy, forces = model.energy_and_forces(torch.zeros(0, 3, dtype=torch.float64), empty, empty)
+    assert energy.shape == (0,) and forces.shape == (0, 3)
+
+
 # ------------------------------------------------------------------ configuration
 def test_presets_and_overrides():
     qm9 = Cormorant("qm9").config

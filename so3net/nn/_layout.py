@@ -57,7 +57,7 @@ def join_parts(parts: dict[int, torch.Tensor]) -> tuple[torch.Tensor, tuple[int,
         if p.dim() != 3 or p.shape[1] != 2 * l + 1:
             raise ValueError(f"part {l} must have shape (B, {2 * l + 1}, n), got {tuple(p.shape)}")
     B = next(iter(parts.values())).shape[0]
-    flat = [parts[l].reshape(B, -1) for l in range(lmax + 1) if l in parts]
+    flat = [parts[l].reshape(B, parts[l].shape[1] * parts[l].shape[2]) for l in range(lmax + 1) if l in parts]
     return torch.cat(flat, 1), tau
 
 
@@ -66,12 +66,12 @@ def packed_to_mcn(x: torch.Tensor, tau) -> torch.Tensor:
     tau = tuple(tau)
     if len(set(tau)) != 1 or tau[0] == 0:
         raise ValueError(f"the mcn layout needs the same fragment count for every l, got tau={tau}")
-    return x.reshape(x.shape[0], -1, tau[0]).permute(1, 2, 0).contiguous()
+    return x.reshape(x.shape[0], x.shape[1] // tau[0], tau[0]).permute(1, 2, 0).contiguous()
 
 
 def mcn_to_packed(x: torch.Tensor) -> torch.Tensor:
     """mcn ``(D, C, N)`` -> packed ``(N, D C)`` (type (C, ..., C))."""
-    return x.permute(2, 0, 1).reshape(x.shape[2], -1)
+    return x.permute(2, 0, 1).reshape(x.shape[2], x.shape[0] * x.shape[1])
 
 
 def mcn_parts(x: torch.Tensor) -> dict[int, torch.Tensor]:

@@ -87,13 +87,13 @@ class CGLayer(nn.Module):
         """Atom features ``x`` in the mcn layout ``(D_in, C, N)``; edge scalars ``(N, d, L+1, C)``,
         harmonics ``(N, d, (L+1)²)`` and source features ``x_src (C, N, d, D_in)`` over neighbour
         slots -> mcn ``(D_out, C', N)``."""
-        N = x.shape[2]
+        C, N = x.shape[1:]
         agg = aggregate_messages(scalars, harmonics, x_src, self.edge_plan)
         sq = cg_square(x, self.square_plan)
         groups = [(agg, self._agg_rows), (x, self._x_rows), (sq, self._sq_rows)]
         out = []
         for l, w in enumerate(self.weights):
-            blocks = [t[first:first + (2 * l + 1) * n].reshape(2 * l + 1, -1, N)
+            blocks = [t[first:first + (2 * l + 1) * n].reshape(2 * l + 1, n * C, N)
                       for t, rows in groups if l in rows for first, n in [rows[l]]]
             out.append(torch.view_as_complex(w).to(x.dtype).t() @ torch.cat(blocks, 1))
         return torch.cat(out, 0)

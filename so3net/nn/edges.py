@@ -88,6 +88,9 @@ class Neighbours:
 def edge_harmonics(vec: torch.Tensor, lmax: int) -> torch.Tensor:
     """``Y^l(r̂)`` for l = 0..lmax of vectors ``(..., 3)`` (:func:`so3net.sph.spherical_harmonics_all`,
     so ``Y^l(R r) = D^l(R) Y^l(r)``): packed ``(..., (lmax+1)²)`` complex, part l at ``[l², (l+1)²)``."""
+    if vec.numel() == 0:  # no edges at all (isolated atoms): nothing to evaluate or differentiate
+        dtype = torch.complex128 if vec.dtype == torch.float64 else torch.complex64
+        return torch.zeros(vec.shape[:-1] + ((lmax + 1) ** 2,), dtype=dtype, device=vec.device)
     return torch.cat(list(spherical_harmonics_all(lmax, vec).values()), -1)
 
 
@@ -108,6 +111,7 @@ def pair_dots(x: torch.Tensor, x_src: torch.Tensor, tau: tuple[int, ...]) -> tor
     matmul ``x_src @ (conj(x) per part)`` over (channel, atom).
     """
     C, N, d, D = x_src.shape
-    per_part = x.conj()[..., None] * sum_over_m(tuple(tau), x.real.dtype, x.device)        # (C, N, D, n_l)
-    dots = batched_matmul(x_src.reshape(C * N, d, D), per_part.reshape(C * N, D, -1))   # (C N, d, n_l)
-    return dots.reshape(C, N, d, -1).permute(1, 2, 3, 0).flatten(2)
+    parts = sum_over_m(tuple(tau), x.real.dtype, x.device)
+    per_part = x.conj()[..., None] * parts                                               # (C, N, D, n_l)
+    dots = batched_matmul(x_src.reshape(C * N, d, D), per_part.reshape(C * N, D, parts.shape[1]))
+    return dots.reshape(C, N, d, parts.shape[1]).permute(1, 2, 3, 0).flatten(2)

@@ -126,9 +126,9 @@ class CGContraction:
         if P.shape != (self.dim1, self.dim2, self.channels, N):
             raise ValueError(f"outer products must have shape ({self.dim1}, {self.dim2}, {self.channels}, N), "
                              f"got {tuple(P.shape)}")
-        planes = torch.view_as_real(P.contiguous()).reshape(self.dim1 * self.dim2, -1)
+        planes = torch.view_as_real(P.contiguous()).reshape(self.dim1 * self.dim2, C * N * 2)
         w, wt = self.matrices(planes.dtype, planes.device)
-        return torch.view_as_complex(SparseLeft.apply(planes, w, wt).reshape(-1, C, N, 2))
+        return torch.view_as_complex(SparseLeft.apply(planes, w, wt).reshape(self.num_rows, C, N, 2))
 
     def output_rows(self) -> dict[int, tuple[int, int]]:
         """``{l: (first row, number of blocks)}``: part l is rows ``[first, first + (2l+1) blocks)``."""
