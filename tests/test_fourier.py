@@ -187,7 +187,7 @@ def test_transforms_batch_shapes_lower_lmax_and_empty_batch():
     assert so3_inverse(group_coeffs(2, 0), g3).shape == (0, g3.size)
 
 
-def test_real_function_has_real_values_and_conjugate_symmetric_coefficients():
+def test_real_functions_conjugate_symmetry_and_half_spectrum_paths():
     grid = sphere_grid(6, "equiangular")
     values = torch.randn(4, grid.size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     F = sphere_forward(values, grid, 5).parts
@@ -196,6 +196,11 @@ def test_real_function_has_real_values_and_conjugate_symmetric_coefficients():
         # f real  <=>  F^l_{-m} = (-1)^m conj(F^l_m)
         assert torch.allclose(p.flip(-2), ((-1.0) ** m)[:, None] * p.conj(), atol=1e-12)
     assert sphere_inverse(F, grid).imag.abs().max() < 1e-12
+    # the half-spectrum paths agree with the complex ones
+    assert max_err(F, sphere_forward(values.to(C128), grid, 5)) < 1e-12
+    G = sphere_coeffs(5, 3, seed=4)  # not a real function: real=True gives Re f
+    half = sphere_inverse(G, grid, real=True)
+    assert half.dtype == torch.float64 and (half - sphere_inverse(G, grid).real).abs().max() < 1e-12
 
 
 @pytest.mark.parametrize("fn,grid,lmax", [(sphere_forward, sphere_grid(5), 4), (so3_forward, so3_grid(3), 2)])
@@ -214,6 +219,9 @@ def test_transforms_are_differentiable_gradcheck():
     assert torch.autograd.gradcheck(fwd, (x,), fast_mode=True) and torch.autograd.gradgradcheck(fwd, (x,), fast_mode=True)
     c = torch.randn(3, 1, dtype=C128, requires_grad=True)
     assert torch.autograd.gradcheck(lambda p: torch.view_as_real(sphere_inverse({1: p}, grid)), (c,), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda p: sphere_inverse({1: p}, grid, real=True), (c,), fast_mode=True)
+    z = torch.randn(2, grid.size, dtype=C128, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: torch.view_as_real(sphere_forward(v, grid, 1).parts[1]), (z,), fast_mode=True)
     g3 = so3_grid(2)
     y = torch.randn(g3.size, dtype=C128, requires_grad=True)
     assert torch.autograd.gradcheck(lambda v: torch.view_as_real(so3_forward(v, g3, 1).parts[1]), (y,), fast_mode=True)
