@@ -154,7 +154,6 @@ def test_so3_round_trip_and_direct_evaluation(B):
     assert max_err(so3_forward(values, grid, B - 1), F) < 1e-10
 
 
-@pytest.mark.slow
 def test_so3_round_trip_bandwidth_32():
     grid = so3_grid(32)
     F = group_coeffs(31, seed=32)

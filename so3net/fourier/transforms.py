@@ -37,27 +37,44 @@ __all__ = ["sphere_forward", "sphere_inverse", "so3_forward", "so3_inverse", "sp
 def sphere_forward(values: torch.Tensor, grid: SphereGrid, lmax: int):
     """Spherical-harmonic coefficients ``F^l = ∫ f Y^l`` for ``l <= lmax``, an SO3vec with parts
     ``(..., 2l+1, 1)``, of functions sampled on ``grid`` as ``values (..., N)``. Exact for
-    band-limited functions when ``lmax < grid.bandwidth``."""
+    band-limited functions when ``lmax < grid.bandwidth``. Real values take the half-spectrum path
+    (m >= 0, then ``F^l_{-m} = (-1)^m conj(F^l_m)``)."""
     _check_grid(grid, SphereGrid, "sphere_forward")
     _check_lmax(lmax, grid)
     batch, x = _flatten_values(values, grid, "sphere_forward")
+    cdtype, real = complex_dtype(x.dtype), not x.is_complex()
     if x.shape[0] == 0:  # MKL's FFT rejects empty batches
-        return make_vec(_split(x.new_zeros(_total(lmax, False), 0, dtype=complex_dtype(x.dtype)), batch, lmax, False))
-    g = torch.fft.ifft(x.reshape(-1, *grid.shape).to(complex_dtype(x.dtype)), dim=-1)
+        return make_vec(_split(x.new_zeros(0, _total(lmax, False), dtype=cdtype), batch, lmax, False))
+    x = x.reshape(-1, *grid.shape)
+    g = torch.fft.ihfft(x, dim=-1) if real else torch.fft.ifft(x, dim=-1)
+    stage = _sphere_stage(grid, lmax, real, real_dtype(x.dtype), x.device)
     g = g.permute(2, 1, 0).contiguous()
-    flat = _sphere_stage(grid, lmax, real_dtype(x.dtype), x.device).forward(g)
-    return make_vec(_split(flat, batch, lmax, group=False))
+    if real:  # F^l_{-m} = (-1)^m conj(F^l_m), folded into the stage's final gather
+        flat = stage.forward(g, *_sphere_fill(grid, lmax, x.dtype, x.device))
+    else:
+        flat = stage.forward(g)
+    return make_vec(_split(flat, batch, lmax, False))
 
 
-def sphere_inverse(coeffs, grid: SphereGrid) -> torch.Tensor:
+def sphere_inverse(coeffs, grid: SphereGrid, real: bool = False) -> torch.Tensor:
     """Values ``f(x) = Σ F^l_m conj(Y^l_m(x))`` on ``grid``, complex ``(..., N)``, from sphere
-    coefficients (SO3vec or ``{l: (..., 2l+1, 1)}``; missing degrees are zero)."""
+    coefficients (SO3vec or ``{l: (..., 2l+1, 1)}``; missing degrees are zero).
+
+    ``real=True`` returns ``Re f`` as a real tensor by the half-spectrum path (about twice as fast):
+    the coefficients are first symmetrised to those of ``Re f``, ``(F^l_m + (-1)^m conj(F^l_{-m}))/2``.
+    """
     _check_grid(grid, SphereGrid, "sphere_inverse")
     batch, flat, lmax = _join(coeffs, grid, group=False)
-    if flat.shape[1] == 0:
-        return flat.new_zeros(*batch, grid.size)
-    h = _sphere_stage(grid, lmax, real_dtype(flat.dtype), flat.device).inverse(flat)
-    return torch.fft.fft(h, dim=0).permute(2, 1, 0).reshape(*batch, grid.size)
+    if flat.shape[0] == 0:
+        return flat.new_zeros(*batch, grid.size, dtype=flat.real.dtype if real else flat.dtype)
+    stage = _sphere_stage(grid, lmax, bool(real), real_dtype(flat.dtype), flat.device)
+    if real:  # coefficients of Re f for m >= 0: (F^l_m + (-1)^m conj(F^l_{-m})) / 2
+        source, factor = _mirror(lmax, flat.device, flat.real.dtype, fill=False)
+        fr = torch.view_as_real(flat)
+        flat = torch.view_as_complex(fr.mul(0.5).addcmul(fr.index_select(1, source), factor))
+    h = stage.inverse(flat)
+    h = torch.fft.hfft(h, n=grid.shape[1], dim=-1) if real else torch.fft.fft(h, dim=-1)
+    return h.reshape(*batch, grid.size)
 
 
 def so3_forward(values: torch.Tensor, grid: SO3Grid, lmax: int):
@@ -68,9 +85,9 @@ def so3_forward(values: torch.Tensor, grid: SO3Grid, lmax: int):
     _check_lmax(lmax, grid)
     batch, x = _flatten_values(values, grid, "so3_forward")
     if x.shape[0] == 0:
-        return make_vec(_split(x.new_zeros(_total(lmax, True), 0, dtype=complex_dtype(x.dtype)), batch, lmax, True))
+        return make_vec(_split(x.new_zeros(0, _total(lmax, True), dtype=complex_dtype(x.dtype)), batch, lmax, True))
     g = torch.fft.ifft2(x.reshape(-1, *grid.shape).to(complex_dtype(x.dtype)), dim=(1, 3))
-    g = g.permute(1, 3, 2, 0).reshape(-1, grid.shape[1], g.shape[0])
+    g = g.permute(1, 3, 2, 0).reshape(-1, grid.shape[1], g.shape[0])  # (alpha * gamma, beta, b)
     flat = _so3_stage(grid, lmax, real_dtype(x.dtype), x.device).forward(g)
     return make_vec(_split(flat, batch, lmax, group=True))
 
@@ -80,12 +97,12 @@ def so3_inverse(coeffs, grid: SO3Grid) -> torch.Tensor:
     ``(..., N)``, from group coefficients (SO3vec or ``{l: (..., 2l+1, 2l+1)}``)."""
     _check_grid(grid, SO3Grid, "so3_inverse")
     batch, flat, lmax = _join(coeffs, grid, group=True)
-    if flat.shape[1] == 0:
+    if flat.shape[0] == 0:
         return flat.new_zeros(*batch, grid.size)
     h = _so3_stage(grid, lmax, real_dtype(flat.dtype), flat.device).inverse(flat)
     na, nb, ng = grid.shape
-    h = torch.fft.fft2(h.reshape(na, ng, nb, -1), dim=(0, 1))
-    return h.permute(3, 0, 2, 1).reshape(*batch, grid.size)
+    h = torch.fft.fft2(h.reshape(-1, nb, na, ng), dim=(2, 3))
+    return h.permute(0, 2, 1, 3).reshape(*batch, grid.size)
 
 
 def sphere_evaluate(coeffs, xyz: torch.Tensor) -> torch.Tensor:
@@ -127,21 +144,49 @@ def _harmonics(l: int, theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- tables
 
 @lru_cache(maxsize=32)
-def _sphere_stage(grid: SphereGrid, lmax: int, dtype: torch.dtype, device) -> ModeStage:
-    return _sphere_stage64(grid, lmax).to(dtype, device)
+def _sphere_stage(grid: SphereGrid, lmax: int, half: bool, dtype: torch.dtype, device) -> ModeStage:
+    return _sphere_stage64(grid, lmax, half).to(dtype, device)
 
 
 @lru_cache(maxsize=32)
-def _sphere_stage64(grid: SphereGrid, lmax: int) -> ModeStage:
-    """Modes m = -L..L (FFT column m mod n_phi); coefficient of (l, m) at l² + l + m."""
+def _sphere_stage64(grid: SphereGrid, lmax: int, half: bool) -> ModeStage:
+    """Modes m = -L..L at FFT column m mod n_phi, or with ``half`` m = 0..L (the one-sided spectrum
+    of a real function); coefficient (l, m) sits at l² + l + m."""
     L, nphi = lmax, grid.shape[1]
-    m = np.arange(-L, L + 1)
+    m = np.arange(0 if half else -L, L + 1)
     ls = np.arange(L + 1)
     flat = np.where(ls[None, :] >= np.abs(m)[:, None], ls[None, :] ** 2 + m[:, None] + ls[None, :], -1)
     norm = np.sqrt((2 * ls + 1) / (4 * np.pi))
     rows = wigner_d_rows(L, grid.theta.numpy(), m, np.zeros_like(m))
     fwd_scale = grid.theta_weights.numpy()[:, None] * (2 * np.pi) * norm[None, :]
-    return ModeStage.build(np.abs(m), m % nphi, nphi, flat, rows, fwd_scale, norm)
+    n_cols = nphi // 2 + 1 if half else nphi
+    return ModeStage.build(np.abs(m), m % nphi, n_cols, flat, (L + 1) ** 2, rows, fwd_scale, norm)
+
+
+@lru_cache(maxsize=32)
+def _mirror(lmax: int, device, dtype: torch.dtype, fill: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gather index and (re, im) factors on sphere coefficients (l, m) at l² + l + m.
+
+    ``fill``: entry (l, m<0) becomes ``(-1)^m conj(F^l_{-m})``, the others keep their value.
+    Otherwise: the term ``(-1)^m conj(F^l_{-m}) / 2`` that ``sphere_inverse`` adds to ``F^l_m / 2``."""
+    l = np.repeat(np.arange(lmax + 1), 2 * np.arange(lmax + 1) + 1)
+    m = np.arange(l.size) - l * l - l
+    sign = np.where(m % 2, -1.0, 1.0)
+    conj = np.stack([sign, -sign], -1)
+    if fill:
+        source = np.where(m < 0, l * l + l - m, np.arange(l.size))
+        factor = np.where((m < 0)[:, None], conj, 1.0)
+    else:
+        source, factor = l * l + l - m, conj / 2
+    return (torch.as_tensor(source, dtype=torch.long, device=device),
+            torch.as_tensor(factor, dtype=dtype, device=device))
+
+
+@lru_cache(maxsize=32)
+def _sphere_fill(grid: SphereGrid, lmax: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The half stage's output gather composed with the m < 0 fill (see :func:`_mirror`)."""
+    source, factor = _mirror(lmax, device, dtype, fill=True)
+    return _sphere_stage(grid, lmax, True, dtype, device).perm[source], factor
 
 
 @lru_cache(maxsize=8)
@@ -165,7 +210,7 @@ def _so3_stage64(grid: SO3Grid, lmax: int) -> ModeStage:
     rows = wigner_d_rows(L, grid.beta.numpy(), m, mp)
     fwd_scale = np.repeat(grid.beta_weights.numpy()[:, None], L + 1, 1)
     cols = (m % na) * ng + mp % ng
-    return ModeStage.build(lmin, cols, na * ng, flat, rows, fwd_scale, 2.0 * ls + 1)
+    return ModeStage.build(lmin, cols, na * ng, flat, _total(L, True), rows, fwd_scale, 2.0 * ls + 1)
 
 
 # ----------------------------------------------------------------------------- checks and layout
@@ -201,32 +246,27 @@ def _total(lmax: int, group: bool) -> int:
 
 
 def _split(flat: torch.Tensor, batch, lmax: int, group: bool) -> dict[int, torch.Tensor]:
-    """Flat ``(total, b)`` coefficients -> contiguous parts ``(*batch, 2l+1, n)``."""
-    parts, start = {}, 0
-    flat = flat.transpose(0, 1)
-    for l in range(lmax + 1):
-        rows, cols = 2 * l + 1, (2 * l + 1 if group else 1)
-        parts[l] = flat[:, start:start + rows * cols].reshape(*batch, rows, cols)
-        start += rows * cols
-    return parts
+    """Flat ``(b, total)`` coefficients -> parts ``(*batch, 2l+1, n)`` (views of one buffer)."""
+    n = [2 * l + 1 if group else 1 for l in range(lmax + 1)]
+    chunks = flat.split([(2 * l + 1) * n[l] for l in range(lmax + 1)], -1)
+    return {l: c.reshape(*batch, 2 * l + 1, n[l]) for l, c in enumerate(chunks)}
 
 
 def _join(coeffs, grid, group: bool):
-    """Flatten parts to ``(total, b)`` complex in the stage's layout (missing degrees are zero)."""
+    """Flatten parts to ``(b, total)`` complex in the stage's layout (missing degrees are zero)."""
     fn = "so3_inverse" if group else "sphere_inverse"
     parts = parts_of(coeffs, f"{fn} coefficients")
     lmax = max(parts)
     _check_lmax(lmax, grid)
     batch = torch.broadcast_shapes(*(p.shape[:-2] for p in parts.values()))
-    ref = next(iter(parts.values()))
-    cdtype = complex_dtype(ref.dtype)
+    ref = parts[lmax]
     chunks = []
     for l in range(lmax + 1):
         n = 2 * l + 1 if group else 1
-        if l in parts:
-            _check_fragments(parts[l], l, n, fn)
-            p = parts[l].to(cdtype).expand(*batch, 2 * l + 1, n)
-        else:
-            p = torch.zeros(*batch, 2 * l + 1, n, dtype=cdtype, device=ref.device)
-        chunks.append(p.reshape(-1, (2 * l + 1) * n).transpose(0, 1))
-    return batch, torch.cat(chunks, 0), lmax
+        p = parts.get(l)
+        if p is None:
+            p = ref.new_zeros(*batch, 2 * l + 1, n)
+        _check_fragments(p, l, n, fn)
+        chunks.append((p if p.shape[:-2] == batch else p.expand(*batch, 2 * l + 1, n)).reshape(*batch, (2 * l + 1) * n))
+    flat = torch.cat(chunks, -1).reshape(-1, _total(lmax, group))
+    return batch, flat.to(complex_dtype(flat.dtype)), lmax
