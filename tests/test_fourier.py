@@ -104,6 +104,10 @@ def test_sphere_evaluate_matches_scipy_harmonics():
     ref = sum(F[l][m + l, 0].numpy() * np.conj(sph_harm_y(l, m, theta, phi))
               for l in F for m in range(-l, l + 1))
     assert np.abs(sphere_evaluate(F, xyz).numpy() - ref).max() < 1e-12
+    # and the library's own harmonics: f = Σ F^l · conj(Y^l)
+    from so3net.sph import spherical_harmonics
+    direct = sum((spherical_harmonics(l, xyz).conj() * F[l][:, 0]).sum(-1) for l in F)
+    assert (sphere_evaluate(F, xyz) - direct).abs().max() < 1e-12
 
 
 # ----------------------------------------------------------------------------- transforms

@@ -12,8 +12,8 @@ Conventions (fixed in DESIGN.md "Functions and their Fourier components"):
 - Rotating a function, ``f(t⁻¹ ·)``, maps ``F^l`` to ``D^l(t) F^l`` in both cases.
 
 Values are ``(..., N)`` in the grid's layout (see :mod:`so3net.fourier.grids`); forward accepts real
-or complex values, inverse returns complex values (real when the coefficients are those of a real
-function). float32 data gives complex64 coefficients, float64 gives complex128. Work: O(B³) per
+or complex values, inverse returns complex values (``sphere_inverse(..., real=True)``: the real
+part). float32 data gives complex64 coefficients, float64 gives complex128. Work: O(B³) per
 sphere function and O(B⁴) per group function (the semi-naive algorithms), no dense grid matrix.
 """
 from __future__ import annotations
@@ -60,8 +60,8 @@ def sphere_inverse(coeffs, grid: SphereGrid, real: bool = False) -> torch.Tensor
     """Values ``f(x) = Σ F^l_m conj(Y^l_m(x))`` on ``grid``, complex ``(..., N)``, from sphere
     coefficients (SO3vec or ``{l: (..., 2l+1, 1)}``; missing degrees are zero).
 
-    ``real=True`` returns ``Re f`` as a real tensor by the half-spectrum path (about twice as fast):
-    the coefficients are first symmetrised to those of ``Re f``, ``(F^l_m + (-1)^m conj(F^l_{-m}))/2``.
+    ``real=True`` returns ``Re f`` as a real tensor by the half-spectrum path (m >= 0 only, then a
+    Hermitian FFT): the coefficients are first symmetrised to those of ``Re f``, ``(F^l_m + (-1)^m conj(F^l_{-m}))/2``.
     """
     _check_grid(grid, SphereGrid, "sphere_inverse")
     batch, flat, lmax = _join(coeffs, grid, group=False)
