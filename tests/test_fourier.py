@@ -248,6 +248,8 @@ def test_transform_arguments_are_checked():
         so3_inverse(group_coeffs(2), so3_grid(2))
     with pytest.raises(TypeError, match="float32/float64/complex64/complex128"):
         sphere_forward(torch.zeros(32, dtype=torch.int64), grid, 1)
+    with pytest.raises(ValueError, match="complex basis"):
+        sphere_inverse(SO3vec.randn(2, (1, 1), basis="real"), grid)
 
 
 # ----------------------------------------------------------------------------- convolutions and products
