@@ -159,23 +159,32 @@ class CGPlan:
             total += per_weight * sum((2 * p.l + 1) * p.size for p in self.paths)
         return batch * total
 
-    def bytes(self, batch: int = 1, itemsize: int = 8, weighted: bool = False) -> int:
+    def bytes(self, batch: int = 1, itemsize: int = 8, weighted: bool = False, backward: bool = False) -> int:
         """Compulsory memory traffic: read x and y once, write z once (and read the weights once
         when ``weighted``). ``itemsize`` is the size of one scalar element (8 for complex64, 16
-        for complex128, 4 for float32); weights are real, of half that size for complex data."""
-        total = itemsize * (self.dim1 + self.dim2 + self.dim_out)
-        if weighted:
-            total += self.num_weights * (itemsize // 2 if self.basis == "complex" else itemsize)
+        for complex128, 4 for float32); weights are real, of half that size for complex data.
+        ``backward=True`` adds the backward pass: read dz, x and y once, write dx and dy once
+        (and read the weights and write their gradient)."""
+        w = self.num_weights * (itemsize // 2 if self.basis == "complex" else itemsize) if weighted else 0
+        total = itemsize * (self.dim1 + self.dim2 + self.dim_out) + w
+        if backward:
+            total += itemsize * (self.dim_out + 2 * (self.dim1 + self.dim2)) + 2 * w
         return batch * total
 
     def message_bytes(self, num_edges: int, num_nodes: int, itemsize: int = 8, weighted: bool = False,
-                      index_itemsize: int = 4) -> int:
+                      index_itemsize: int = 4, backward: bool = False) -> int:
         """Compulsory traffic of the fused message-passing product ``out_i = sum_{e: dst=i}
         P(x_e, y_src(e))``: read the edge features and the edge's (src, dst), read every node's y
-        once, write every node's output once (plus the per-edge weights when ``weighted``)."""
+        once, write every node's output once (plus the per-edge weights when ``weighted``).
+        ``backward=True`` adds: read d(out), x, y, the indices (and weights) once, write dx, dy
+        (and the weights' gradient) once."""
         w = self.num_weights * (itemsize // 2 if self.basis == "complex" else itemsize) if weighted else 0
-        return (num_edges * (itemsize * self.dim1 + 2 * index_itemsize + w)
-                + num_nodes * itemsize * (self.dim2 + self.dim_out))
+        edge = itemsize * self.dim1 + 2 * index_itemsize + w
+        node = itemsize * (self.dim2 + self.dim_out)
+        total = num_edges * edge + num_nodes * node
+        if backward:
+            total += num_edges * (edge + itemsize * self.dim1 + w) + num_nodes * (node + itemsize * self.dim2)
+        return total
 
     # ------------------------------------------------------------- kernel tables
     @cached_property

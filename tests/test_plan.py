@@ -142,6 +142,10 @@ def test_cost_model(plan, batch):
     assert plan.bytes(batch) == sum(t.numel() * t.element_size() for t in (x, y, z))
     w = plan.num_weights * batch * (4 if plan.basis == "complex" else 8)
     assert plan.bytes(batch, itemsize=8, weighted=True) - plan.bytes(batch, itemsize=8) == w
+    gz, gx, gy = z, x, y                       # backward: read gz, x, y; write gx, gy (+ w, gw)
+    back = sum(t.numel() * t.element_size() for t in (gz, x, y, gx, gy))
+    assert plan.bytes(batch, backward=True) - plan.bytes(batch) == back
+    assert plan.bytes(batch, itemsize=8, weighted=True, backward=True) - plan.bytes(batch, itemsize=8, backward=True) == 3 * w
 
 
 def test_message_bytes():
@@ -150,6 +154,8 @@ def test_message_bytes():
     expect = E * (8 * plan.dim1 + 8) + N * 8 * (plan.dim2 + plan.dim_out)
     assert plan.message_bytes(E, N) == expect
     assert plan.message_bytes(E, N, weighted=True) == expect + E * 4 * plan.num_weights
+    back = E * (8 * plan.dim1 + 8 + 8 * plan.dim1) + N * 8 * (plan.dim_out + plan.dim2 + plan.dim2)
+    assert plan.message_bytes(E, N, backward=True) == expect + back
 
 
 def _inner(a, b):

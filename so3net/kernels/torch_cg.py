@@ -75,13 +75,14 @@ def _rowwise(plan: CGPlan, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | N
     z = (torch.zeros if accumulate or n == 0 else torch.empty)(n, plan.dim_out, dtype=a.dtype, device=a.device)
     if n == 0:
         return z
+    cache: dict = {}                     # operands shared by the paths of this call
     for l1, l2, l, run, target in steps:
         A, B = _part(a, plan.offsets1, plan.tau1, l1), _part(b, plan.offsets2, plan.tau2, l2)
         part = _part(z, plan.offsets_out, plan.tau_out, l)
         if isinstance(target, slice) and hasattr(run, "into"):
             run.into(A, B, part[:, :, target], accumulate)
             continue
-        Z = run(A, B, w)
+        Z = run(A, B, w, cache) if hasattr(run, "shares_cache") else run(A, B, w)
         if isinstance(target, slice):
             part[:, :, target].add_(Z) if accumulate else part[:, :, target].copy_(Z)
         else:

@@ -91,11 +91,12 @@ def entry_program(plan: CGPlan, index: int, left, right, device: torch.device, r
     return run
 
 
-def _planes_rhs(Y: torch.Tensor) -> torch.Tensor:
-    """``[[Yr, Yi], [-Yi, Yr]]`` as a real (n, 2K, 2N) matrix for complex ``Y (n, K, N)``: rows
-    (k, s) with s = 0 for the real and 1 for the imaginary part of the left factor, columns
-    (j, c) interleaved like ``view_as_real``. Then ``view_as_real(L) @ rhs = view_as_real(L @ Y)``
-    for complex ``L (n, M, K)`` whose real view has columns (k, s)."""
+def _planes_rhs(Y: torch.Tensor, interleaved: bool = True) -> torch.Tensor:
+    """``[[Yr, Yi], [-Yi, Yr]]`` as a real (n, 2K, 2N) matrix for complex ``Y (n, K, N)``, columns
+    (j, c) interleaved like ``view_as_real``; rows (k, s) when ``interleaved`` (else (s, k)), with
+    s = 0 for the real and 1 for the imaginary part of the left factor. Then
+    ``view_as_real(L) @ rhs = view_as_real(L @ Y)`` for complex ``L (n, M, K)`` whose real view
+    has its columns in the same (k, s) order."""
     n, K, N = Y.shape
     planes = torch.view_as_real(Y.resolve_conj())
     rhs = torch.empty(n, K, 2, N, 2, dtype=planes.dtype, device=Y.device)
@@ -103,48 +104,43 @@ def _planes_rhs(Y: torch.Tensor) -> torch.Tensor:
     rhs[:, :, 1, :, 0] = planes[..., 1]
     rhs[:, :, 1, :, 0].neg_()
     rhs[:, :, 1, :, 1] = planes[..., 0]
+    if not interleaved:
+        rhs = rhs.transpose(1, 2).contiguous()
     return rhs.view(n, 2 * K, 2 * N)
 
 
 def _outer_program(plan: CGPlan, index: int, device, real):
     M1, M2, M = (2 * l + 1 for l in (plan.paths[index].l1, plan.paths[index].l2, plan.paths[index].l))
     dense = _dense(plan, index)
-    C = torch.as_tensor(dense.reshape(M1, M2 * M), device=device, dtype=real)
+    C = [torch.as_tensor(np.ascontiguousarray(dense[:, :, m]), device=device, dtype=real) for m in range(M)]
     # m whose block has a single m2 (l1 = 0 or l2 = 0): one pointwise outer product, written in place
     single = [np.flatnonzero(dense[:, :, m].any(0)) for m in range(M)]
     single = [int(q[0]) if len(q) == 1 else None for q in single]
 
-    def factors(A: torch.Tensor):
-        """``T (M, n, nL, M2)`` (complex) with ``T[m, b, i, m2] = sum_m1 C[m1, m2, m] A[b, m1, i]``,
-        m-major so that each m's GEMM operand is contiguous."""
-        n, nL = A.shape[0], A.shape[2]
-        if not A.is_complex():
-            T = (A.transpose(1, 2).reshape(n * nL, M1) @ C).view(n, nL, M2, M)
-            return T.permute(3, 0, 1, 2).contiguous()
-        Ar = torch.view_as_real(A.resolve_conj()).permute(0, 2, 3, 1).reshape(n * nL * 2, M1)
-        T = (Ar @ C).view(n, nL, 2, M2, M).permute(4, 0, 1, 3, 2).contiguous()    # (M, n, nL, M2, 2)
-        return torch.view_as_complex(T)
-
     def run_into(A: torch.Tensor, B: torch.Tensor, target: torch.Tensor, accumulate: bool) -> None:
-        """Write the block into ``target (n, M, nL * nR)`` (a view of the output): per m, a
-        pointwise outer product in place when m has one m2, else one GEMM (complex numbers as
-        real planes) into a small reused buffer that is then copied (GEMMs cannot write strided
-        blocks)."""
-        T = factors(A)
+        """Write the block into ``target (n, M, nL * nR)`` (a view of the output). Per m, with
+        ``T_m[b, i, m2] = sum_m1 C[m1, m2, m] A[b, m1, i]`` (one small GEMM): a pointwise outer
+        product written in place when m has one m2, else one batched GEMM ``T_m @ B`` (complex
+        numbers as real planes, columns (s, m2)) into a small reused buffer then copied (GEMMs
+        cannot write strided blocks)."""
         n, nL, nR = A.shape[0], A.shape[2], B.shape[2]
+        cplx = A.is_complex()
+        rows = (torch.view_as_real(A.resolve_conj()).permute(0, 2, 3, 1) if cplx else A.transpose(1, 2))
+        rows = rows.reshape(-1, M1)                                               # (n nL [2], M1)
         rhs = buf = None
         for m in range(M):
             dest = target[:, m].unflatten(1, (nL, nR))
             if single[m] is not None:
-                u, v = T[m, :, :, single[m], None], B[:, None, single[m]]
+                u = torch.einsum("bpi,p->bi", A, C[m][:, single[m]].to(A.dtype))[:, :, None]
+                v = B[:, None, single[m]]
                 dest.addcmul_(u, v) if accumulate else torch.mul(u, v, out=dest)
                 continue
             if rhs is None:
-                rhs = _planes_rhs(B) if B.is_complex() else B
+                rhs = _planes_rhs(B, interleaved=False) if cplx else B
                 buf = torch.empty(n, nL, rhs.shape[2], dtype=rhs.dtype, device=rhs.device)
-            lhs = torch.view_as_real(T[m]).flatten(2) if B.is_complex() else T[m]
+            lhs = (rows @ C[m]).view(n, nL, -1)                                      # (n, nL, [2] M2)
             torch.bmm(lhs, rhs, out=buf)
-            out = torch.view_as_complex(buf.unflatten(2, (nR, 2))) if B.is_complex() else buf
+            out = torch.view_as_complex(buf.unflatten(2, (nR, 2))) if cplx else buf
             dest.add_(out) if accumulate else dest.copy_(out)
 
     def run(A: torch.Tensor, B: torch.Tensor, w) -> torch.Tensor:
@@ -158,41 +154,53 @@ def _outer_program(plan: CGPlan, index: int, device, real):
 
 def _contract_program(plan: CGPlan, index: int, device, real, side: str, orient: str, base: int):
     """Contraction of a contiguous (G, R) or (R, G) block of one operand with the same R-vector of
-    the other: the vector is first contracted with the coefficients, ``U[mb][b, r, m] = sum_mv
-    C[mb, mv, m] vec[b, mv, r]`` (small), then one real GEMM per block m reads the block in place
-    and accumulates into a small (G, M) result."""
+    the other. Per block m, the vector is contracted with that m's coefficients (a small GEMM on
+    operands shared by every path of the call, see ``cache``), then one batched GEMM reads the
+    block in place and accumulates into a small (G, M) result. Complex numbers as real planes."""
     G, R = plan.path_groups[index][1].shape
-    C = _dense(plan, index)
+    dense = _dense(plan, index)
     if side == "right":
-        C = C.transpose(1, 0, 2)                                                # [m_block, m_vec, m]
-    Mb, Mv, M = C.shape
-    C = torch.as_tensor(np.ascontiguousarray(C.transpose(1, 0, 2)).reshape(Mv, Mb * M), device=device, dtype=real)
+        dense = dense.transpose(1, 0, 2)                                        # [m_block, m_vec, m]
+    Mb, Mv, M = dense.shape
+    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device, dtype=real)  # noqa: E731
+    rows_coef = [as_t(dense[mb]) for mb in range(Mb)]                                  # (Mv, M)
+    rows_coef2 = [as_t(np.kron(dense[mb], np.eye(2))) for mb in range(Mb)]              # (2Mv, 2M)
+    cols_coef = [as_t(dense[mb].T) for mb in range(Mb)]                                 # (M, Mv)
 
-    def run(A: torch.Tensor, B: torch.Tensor, w) -> torch.Tensor:
+    def run(A: torch.Tensor, B: torch.Tensor, w, cache: dict | None = None) -> torch.Tensor:
         block, vec = (A, B) if side == "left" else (B, A)
-        n, cplx, k = block.shape[0], block.is_complex(), 2 if block.is_complex() else 1
-        vec = vec[:, :, :R].resolve_conj()
-        U = (vec.transpose(1, 2).reshape(n * R, Mv) @ C.to(vec.dtype)).view(n, R, Mb, M)
+        vec = vec[:, :, :R]
+        n, cplx = block.shape[0], block.is_complex()
+        k = 2 if cplx else 1
         planes = torch.view_as_real(block.resolve_conj()).flatten(2) if cplx else block
         blocks = [planes[:, mb, k * base:k * (base + G * R)] for mb in range(Mb)]
-        if orient == "rows":      # out[b, g, m] = sum_mb sum_r V[b, mb, g, r] U[mb][b, r, m]
-            rhs = U.permute(2, 0, 1, 3)                                           # (Mb, n, R, M)
-            rhs = _planes_rhs(rhs.reshape(Mb * n, R, M)).view(Mb, n, 2 * R, 2 * M) if cplx else rhs.contiguous()
+        cache = {} if cache is None else cache
+        key = (orient, vec.data_ptr(), tuple(vec.shape), tuple(vec.stride()), vec.is_conj())
+        if orient == "rows":      # out[b, g, m] = sum_mb V[b, mb, g, :] @ (vec^T C[mb])[b, :, m]
+            if key not in cache:
+                cache[key] = (_planes_rhs(vec.transpose(1, 2)) if cplx
+                              else vec.transpose(1, 2).contiguous()).flatten(0, 1)    # (n kR, k Mv)
+            vec_t = cache[key]
+            coef = rows_coef2 if cplx else rows_coef
             acc = torch.zeros(n, G, k * M, dtype=planes.dtype, device=block.device)
             for mb in range(Mb):
-                acc.baddbmm_(blocks[mb].unflatten(1, (G, k * R)), rhs[mb])
+                rhs = (vec_t @ coef[mb]).view(n, k * R, k * M)
+                acc.baddbmm_(blocks[mb].unflatten(1, (G, k * R)), rhs)
             out = torch.view_as_complex(acc.unflatten(2, (M, 2))) if cplx else acc
             return out.transpose(1, 2)
-        # cols: out[b, m, g] = sum_mb sum_r U[mb][b, r, m] V[b, mb, r, g]; complex as [Ur; Ui] @ V planes
-        lhs = U.permute(2, 0, 3, 1)                                               # (Mb, n, M, R)
-        lhs = torch.cat([lhs.real, lhs.imag], 2) if cplx else lhs.contiguous()   # (Mb, n, k M, R)
+        # cols: out[b, m, g] = sum_mb (C[mb]^T vec)[b, m, :] @ V[b, mb, :, g]; complex as [Ur; Ui] @ V planes
+        if key not in cache:
+            cache[key] = torch.stack([vec.real, vec.imag], 1) if cplx else vec      # (n, [2,] Mv, R)
+        vec_p = cache[key]
         acc = torch.zeros(n, k * M, k * G, dtype=planes.dtype, device=block.device)
         for mb in range(Mb):
-            acc.baddbmm_(lhs[mb], blocks[mb].unflatten(1, (R, k * G)))
+            lhs = torch.matmul(cols_coef[mb], vec_p).view(n, k * M, R)
+            acc.baddbmm_(lhs, blocks[mb].unflatten(1, (R, k * G)))
         if not cplx:
             return acc
         P = acc.unflatten(2, (G, 2)).unflatten(1, (2, M))                        # (n, s, M, G, c)
         return torch.complex(P[:, 0, :, :, 0] - P[:, 1, :, :, 1], P[:, 0, :, :, 1] + P[:, 1, :, :, 0])
+    run.shares_cache = True
     return run
 
 

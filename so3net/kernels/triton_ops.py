@@ -33,10 +33,13 @@ __all__ = ["cg_product", "weighted_product", "message_passing_product", "bilinea
 
 _ENGINE = sys.modules[__name__]
 INTERPRETED = type(bilinear_kernel).__name__ == "InterpretedFunction"
-# tile sizes: fragments per program (G), entries per output fragment (R), and the element budget of
-# one (rows, G, R) tile; the interpreter runs whole numpy blocks, so it gets far larger tiles
+# tile sizes: fragments per program (G), entries per output fragment (R), the element budget of one
+# (rows, G, R) tile and the warps per program. 1024 elements on 8 warps compile to about 80
+# registers (fp32, sm_90) without spills; the interpreter runs whole numpy blocks, so it gets
+# far larger tiles. Benchmarks may change these module attributes to sweep tile shapes.
 MAX_BLOCK_G, MAX_BLOCK_R = 64, 32
-TILE_ELEMENTS = 1 << 16 if INTERPRETED else 2048
+TILE_ELEMENTS = 1 << 16 if INTERPRETED else 1024
+NUM_WARPS = 8
 
 
 def check_device(t: torch.Tensor) -> None:
@@ -104,7 +107,8 @@ def bilinear(plan: CGPlan, rows: RowMap | None, a, b, w, conj_out: bool) -> torc
         T.term_ptr, T.term_ma, T.term_mb, T.coef, *csr,
         n_out, ap.stride(0), bp.stride(0), wp.stride(0), zp.stride(0),
         IS_COMPLEX=cplx, CONJ_B=cplx and plan.conj_right, CONJ_OUT=cplx and conj_out,
-        HAS_W=w is not None, HAS_ROWS=rows is not None, BLOCK_B=block_b, BLOCK_G=block_g, BLOCK_R=block_r)
+        HAS_W=w is not None, HAS_ROWS=rows is not None, BLOCK_B=block_b, BLOCK_G=block_g, BLOCK_R=block_r,
+        num_warps=NUM_WARPS)
     return z
 
 
@@ -130,7 +134,7 @@ def weight_grad(plan: CGPlan, rows: RowMap | None, g, a, b, conj_g: bool) -> tor
         T.term_ptr, T.term_ma, T.term_mb, T.coef, *gather,
         n, gp.stride(0), ap.stride(0), bp.stride(0), gw.stride(0),
         IS_COMPLEX=cplx, CONJ_B=cplx and plan.conj_right, CONJ_G=cplx and conj_g, GATHER=rows is not None,
-        BLOCK_B=block_b, BLOCK_K=block_k)
+        BLOCK_B=block_b, BLOCK_K=block_k, num_warps=NUM_WARPS)
     return gw
 
 
