@@ -32,9 +32,10 @@ def _bmm_ready(t: torch.Tensor) -> torch.Tensor:
 
 
 class _Bmm(torch.autograd.Function):
-    """``torch.bmm`` with a backward that conjugates each operand with one contiguous copy and lets
-    bmm read the transposes in place (torch's own complex backward hands bmm conjugate views, for
-    which it falls back to one small GEMM per batch entry); differentiable to any order."""
+    """``torch.bmm`` with a backward that conjugates with contiguous copies (of the operand, or of the
+    gradient and the result when those are smaller) and lets bmm read transposes in place: torch's
+    own complex backward hands bmm conjugate views, for which it falls back to one small GEMM per
+    batch entry. Differentiable to any order."""
 
     @staticmethod
     def forward(ctx, a, b):
@@ -46,8 +47,13 @@ class _Bmm(torch.autograd.Function):
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         g = _bmm_ready(g)
-        ga = _Bmm.apply(g, _conj(b).transpose(1, 2)) if ctx.needs_input_grad[0] else None
-        gb = _Bmm.apply(_conj(a).transpose(1, 2), g) if ctx.needs_input_grad[1] else None
+        ga = gb = None
+        if ctx.needs_input_grad[0]:   # g b^H, or conj(conj(g) b^T) when b is the larger tensor
+            ga = (_Bmm.apply(g, _conj(b).transpose(1, 2)) if b.numel() <= g.numel() + a.numel()
+                  else _conj(_Bmm.apply(_conj(g), b.transpose(1, 2))))
+        if ctx.needs_input_grad[1]:   # a^H g, or conj(a^T conj(g)) when a is the larger tensor
+            gb = (_Bmm.apply(_conj(a).transpose(1, 2), g) if a.numel() <= g.numel() + b.numel()
+                  else _conj(_Bmm.apply(a.transpose(1, 2), _conj(g))))
         return ga, gb
 
 

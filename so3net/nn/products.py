@@ -167,6 +167,6 @@ def aggregate_messages(scalars: torch.Tensor, harmonics: torch.Tensor, x_src: to
                          f"{con.channels}) and x_src ({con.channels}, N, d, {con.dim2}); got "
                          f"{tuple(scalars.shape)} and {tuple(x_src.shape)}")
     l_of = torch.as_tensor([l for l in range(L1) for _ in range(2 * l + 1)], device=scalars.device)
-    ups = scalars.permute(3, 0, 2, 1)[:, :, l_of] * harmonics.transpose(1, 2)      # (C, N, D1, d)
+    ups = scalars.permute(3, 0, 2, 1).index_select(2, l_of) * harmonics.transpose(1, 2)   # (C, N, D1, d)
     S = batched_matmul(ups.reshape(C * N, con.dim1, d), x_src.reshape(C * N, d, con.dim2))
     return con.apply(S.reshape(C, N, con.dim1, con.dim2).permute(2, 3, 0, 1))
