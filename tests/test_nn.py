@@ -327,7 +327,7 @@ def test_cg_layer_is_equivariant():
         x = randn_packed(n_atoms, tau_in, g)
         R = random_rotation(dtype=torch.float64, generator=g)
 
-        def run(pos, x):
+        def run(pos, x, tau_in=tau_in, layer=layer):
             vec, r = nbrs.vectors(pos, far=10.0)
             out = layer(packed_to_mcn(x, tau_in), scalars, edge_harmonics(vec, 2), sources(nbrs, x, tau_in))
             return mcn_to_packed(out)

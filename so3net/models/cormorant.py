@@ -15,14 +15,14 @@ after ``.double()``).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import nn
 
 from ..nn import (AtomMLP, BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, RadPolyTrig, SoftCutoff,
-                  edge_harmonics, invariants, mcn_to_packed, packed_to_mcn, num_invariants, pair_dots, radius_graph, smooth_switch,
-                  uniform_tau)
+                  edge_harmonics, invariants, mcn_to_packed, num_invariants, packed_to_mcn, pair_dots, radius_graph,
+                  smooth_switch, uniform_tau)
 from ..nn.radial import SOFT_MODES
 
 __all__ = ["CormorantConfig", "PRESETS", "Cormorant"]
