@@ -80,7 +80,7 @@ def _rowwise(plan: CGPlan, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | N
         A, B = _part(a, plan.offsets1, plan.tau1, l1), _part(b, plan.offsets2, plan.tau2, l2)
         part = _part(z, plan.offsets_out, plan.tau_out, l)
         if isinstance(target, slice) and hasattr(run, "into"):
-            run.into(A, B, part[:, :, target], accumulate)
+            run.into(A, B, part[:, :, target], accumulate, cache)
             continue
         Z = run(A, B, w, cache) if hasattr(run, "shares_cache") else run(A, B, w)
         if isinstance(target, slice):

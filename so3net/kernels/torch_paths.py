@@ -109,46 +109,61 @@ def _planes_rhs(Y: torch.Tensor, interleaved: bool = True) -> torch.Tensor:
     return rhs.view(n, 2 * K, 2 * N)
 
 
+def _workspace(cache: dict, numel: int, dtype, device) -> torch.Tensor:
+    """A flat scratch buffer of at least ``numel`` elements, shared by the paths of one call."""
+    key = ("workspace", dtype)
+    if key not in cache or cache[key].numel() < numel:
+        cache[key] = torch.empty(numel, dtype=dtype, device=device)
+    return cache[key][:numel]
+
+
 def _outer_program(plan: CGPlan, index: int, device, real):
     M1, M2, M = (2 * l + 1 for l in (plan.paths[index].l1, plan.paths[index].l2, plan.paths[index].l))
     dense = _dense(plan, index)
-    C = [torch.as_tensor(np.ascontiguousarray(dense[:, :, m]), device=device, dtype=real) for m in range(M)]
-    # m whose block has a single m2 (l1 = 0 or l2 = 0): one pointwise outer product, written in place
-    single = [np.flatnonzero(dense[:, :, m].any(0)) for m in range(M)]
-    single = [int(q[0]) if len(q) == 1 else None for q in single]
+    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device, dtype=real)  # noqa: E731
+    m2_of = [np.flatnonzero(dense[:, :, m].any(0)) for m in range(M)]
+    single = all(len(q) == 1 for q in m2_of)          # l1 = 0 or l2 = 0: one m2 per m
+    if single:
+        sel = [int(q[0]) for q in m2_of]
+        coef = as_t(dense[:, sel, np.arange(M)])                               # (M1, M)
+        sel = torch.as_tensor(sel, device=device)
+    else:
+        coef = as_t(dense.transpose(0, 2, 1).reshape(M1, M * M2))             # columns (m, m2)
 
-    def run_into(A: torch.Tensor, B: torch.Tensor, target: torch.Tensor, accumulate: bool) -> None:
-        """Write the block into ``target (n, M, nL * nR)`` (a view of the output). Per m, with
-        ``T_m[b, i, m2] = sum_m1 C[m1, m2, m] A[b, m1, i]`` (one small GEMM): a pointwise outer
-        product written in place when m has one m2, else one batched GEMM ``T_m @ B`` (complex
-        numbers as real planes, columns (s, m2)) into a small reused buffer then copied (GEMMs
-        cannot write strided blocks)."""
+    def run_into(A: torch.Tensor, B: torch.Tensor, target: torch.Tensor, accumulate: bool,
+                 cache: dict | None = None) -> None:
+        """Write the block into ``target (n, M, nL * nR)`` (a view of the output). With
+        ``T[b, m, i, m2] = sum_m1 C[m1, m2, m] A[b, m1, i]`` (one small GEMM): when every m has a
+        single m2, one pointwise outer product written in place; else one batched GEMM
+        ``T @ B`` (complex numbers as real planes, columns (s, m2)) into a scratch buffer shared
+        by the call's paths, then copied (GEMMs cannot write strided blocks)."""
         n, nL, nR = A.shape[0], A.shape[2], B.shape[2]
-        cplx = A.is_complex()
+        cache = {} if cache is None else cache
+        if single:
+            u = torch.einsum("bpi,pm->bmi", A, coef.to(A.dtype))[:, :, :, None]
+            v = B.index_select(1, sel)[:, :, None, :]
+            dest = target.unflatten(2, (nL, nR))
+            dest.addcmul_(u, v) if accumulate else torch.mul(u, v, out=dest)
+            return
+        cplx, k = A.is_complex(), 2 if A.is_complex() else 1
         rows = (torch.view_as_real(A.resolve_conj()).permute(0, 2, 3, 1) if cplx else A.transpose(1, 2))
-        rows = rows.reshape(-1, M1)                                               # (n nL [2], M1)
-        rhs = buf = None
-        for m in range(M):
-            dest = target[:, m].unflatten(1, (nL, nR))
-            if single[m] is not None:
-                u = torch.einsum("bpi,p->bi", A, C[m][:, single[m]].to(A.dtype))[:, :, None]
-                v = B[:, None, single[m]]
-                dest.addcmul_(u, v) if accumulate else torch.mul(u, v, out=dest)
-                continue
-            if rhs is None:
-                rhs = _planes_rhs(B, interleaved=False) if cplx else B
-                buf = torch.empty(n, nL, rhs.shape[2], dtype=rhs.dtype, device=rhs.device)
-            lhs = (rows @ C[m]).view(n, nL, -1)                                      # (n, nL, [2] M2)
-            torch.bmm(lhs, rhs, out=buf)
-            out = torch.view_as_complex(buf.unflatten(2, (nR, 2))) if cplx else buf
-            dest.add_(out) if accumulate else dest.copy_(out)
+        T = (rows.reshape(-1, M1) @ coef).view(n, nL, k, M, M2).permute(0, 3, 1, 2, 4).reshape(n, M * nL, k * M2)
+        key = ("outer rhs", B.data_ptr(), tuple(B.shape), tuple(B.stride()), B.is_conj())
+        if key not in cache:
+            cache[key] = _planes_rhs(B, interleaved=False) if cplx else B
+        rhs = cache[key]
+        buf = _workspace(cache, n * M * nL * k * nR, rhs.dtype, rhs.device).view(n, M * nL, k * nR)
+        torch.bmm(T, rhs, out=buf)
+        out = (torch.view_as_complex(buf.view(n, M * nL, nR, 2)) if cplx else buf).view(n, M, nL * nR)
+        target.add_(out) if accumulate else target.copy_(out)
 
-    def run(A: torch.Tensor, B: torch.Tensor, w) -> torch.Tensor:
+    def run(A: torch.Tensor, B: torch.Tensor, w, cache: dict | None = None) -> torch.Tensor:
         out = torch.empty(A.shape[0], M, A.shape[2] * B.shape[2], dtype=A.dtype, device=A.device)
-        run_into(A, B, out, False)
+        run_into(A, B, out, False, cache)
         return out
 
     run.into = run_into
+    run.shares_cache = True
     return run
 
 
@@ -163,9 +178,9 @@ def _contract_program(plan: CGPlan, index: int, device, real, side: str, orient:
         dense = dense.transpose(1, 0, 2)                                        # [m_block, m_vec, m]
     Mb, Mv, M = dense.shape
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device, dtype=real)  # noqa: E731
-    rows_coef = [as_t(dense[mb]) for mb in range(Mb)]                                  # (Mv, M)
-    rows_coef2 = [as_t(np.kron(dense[mb], np.eye(2))) for mb in range(Mb)]              # (2Mv, 2M)
-    cols_coef = [as_t(dense[mb].T) for mb in range(Mb)]                                 # (M, Mv)
+    rows_coef = as_t(dense.transpose(1, 0, 2).reshape(Mv, Mb * M))                       # (Mv, (mb, m))
+    rows_coef2 = as_t(np.einsum("pvm,st->vspmt", dense, np.eye(2)).reshape(2 * Mv, Mb * 2 * M))
+    cols_coef = as_t(dense.transpose(0, 2, 1).reshape(Mb * M, Mv))                       # ((mb, m), Mv)
 
     def run(A: torch.Tensor, B: torch.Tensor, w, cache: dict | None = None) -> torch.Tensor:
         block, vec = (A, B) if side == "left" else (B, A)
@@ -180,26 +195,23 @@ def _contract_program(plan: CGPlan, index: int, device, real, side: str, orient:
             if key not in cache:
                 cache[key] = (_planes_rhs(vec.transpose(1, 2)) if cplx
                               else vec.transpose(1, 2).contiguous()).flatten(0, 1)    # (n kR, k Mv)
-            vec_t = cache[key]
-            coef = rows_coef2 if cplx else rows_coef
+            rhs = (cache[key] @ (rows_coef2 if cplx else rows_coef)).view(n, k * R, Mb, k * M)
             acc = torch.zeros(n, G, k * M, dtype=planes.dtype, device=block.device)
             for mb in range(Mb):
-                rhs = (vec_t @ coef[mb]).view(n, k * R, k * M)
-                acc.baddbmm_(blocks[mb].unflatten(1, (G, k * R)), rhs)
+                acc.baddbmm_(blocks[mb].unflatten(1, (G, k * R)), rhs[:, :, mb])
             out = torch.view_as_complex(acc.unflatten(2, (M, 2))) if cplx else acc
             return out.transpose(1, 2)
-        # cols: out[b, m, g] = sum_mb (C[mb]^T vec)[b, m, :] @ V[b, mb, :, g]; complex as [Ur; Ui] @ V planes
-        if key not in cache:
-            cache[key] = torch.stack([vec.real, vec.imag], 1) if cplx else vec      # (n, [2,] Mv, R)
-        vec_p = cache[key]
-        acc = torch.zeros(n, k * M, k * G, dtype=planes.dtype, device=block.device)
+        # cols: out[b, m, g] = sum_mb (C[mb]^T vec)[b, m, :] @ V[b, mb, :, g]; complex as rows (m, s)
+        if key not in cache:                                                    # (n, Mv, [2] R)
+            cache[key] = torch.stack([vec.real, vec.imag], 2).flatten(2) if cplx else vec
+        lhs = torch.matmul(cols_coef, cache[key])                                # (n, Mb M, k R)
+        acc = torch.zeros(n, M * k, k * G, dtype=planes.dtype, device=block.device)
         for mb in range(Mb):
-            lhs = torch.matmul(cols_coef[mb], vec_p).view(n, k * M, R)
-            acc.baddbmm_(lhs, blocks[mb].unflatten(1, (R, k * G)))
+            acc.baddbmm_(lhs[:, mb * M:(mb + 1) * M].reshape(n, M * k, R), blocks[mb].unflatten(1, (R, k * G)))
         if not cplx:
             return acc
-        P = acc.unflatten(2, (G, 2)).unflatten(1, (2, M))                        # (n, s, M, G, c)
-        return torch.complex(P[:, 0, :, :, 0] - P[:, 1, :, :, 1], P[:, 0, :, :, 1] + P[:, 1, :, :, 0])
+        P = acc.view(n, M, 2, G, 2)                                              # (n, m, s, g, c)
+        return torch.complex(P[:, :, 0, :, 0] - P[:, :, 1, :, 1], P[:, :, 0, :, 1] + P[:, :, 1, :, 0])
     run.shares_cache = True
     return run
 
