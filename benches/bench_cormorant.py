@@ -11,25 +11,31 @@ process: one CG level's message aggregation Σ_j Υ_ij ⊗cg F_j (forward + back
 with the kernels' ``cg_product`` + ``index_add``, against the layers' outer-product-then-contraction.
 On CUDA (when available): step time, molecules per second and the GPU's name.
 
+OpenMP threads wait passively here (``OMP_WAIT_POLICY=PASSIVE`` unless set otherwise): on a CPU that
+other processes share, spinning threads make a 2-thread step up to ten times slower.
+
 Run: ``python benches/bench_cormorant.py [--molecules 25] [--atoms 18] [--steps 10] [--threads N]``.
 """
 from __future__ import annotations
 
-import argparse
-import ast
-import csv
-import importlib.util
-import json
 import os
-import statistics
-import time
 
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP runtime
 
-from so3net.kernels.dispatch import cg_product
-from so3net.models import Cormorant
-from so3net.nn import aggregate_messages, edge_harmonics, message_plan, packed_to_mcn
+import argparse  # noqa: E402
+import ast  # noqa: E402
+import csv  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from so3net.kernels.dispatch import cg_product  # noqa: E402
+from so3net.models import Cormorant  # noqa: E402
+from so3net.nn import aggregate_messages, edge_harmonics, message_plan, packed_to_mcn  # noqa: E402
 
 ORIGINAL_STEP_S = 53.0   # issue 6: the original Cormorant, 2 cores, float32, same batch
 SYMBOLS = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
@@ -166,7 +172,7 @@ def main() -> None:
           f"{nbrs.num_edges} edges (cutoff {model.config.hard_cut_rad} Å, max {nbrs.src.shape[1]} neighbours), float32")
     times = time_steps(model, inputs, args.steps, lambda: None)
     med = statistics.median(times)
-    print(f"cpu  {torch.get_num_threads()} threads: train step median {med * 1e3:8.1f} ms  min {min(times) * 1e3:8.1f} ms  "
+    print(f"cpu  {torch.get_num_threads()} threads (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}): train step median {med * 1e3:8.1f} ms  min {min(times) * 1e3:8.1f} ms  "
           f"{args.molecules / med:7.1f} molecules/s  vs original {ORIGINAL_STEP_S:.0f} s (quoted): {ORIGINAL_STEP_S / med:6.0f}x")
     edge_s, ours_s = aggregation_peer(model, inputs)
     print(f"cpu  one level's aggregation fwd+bwd: per-edge kernels cg_product {edge_s * 1e3:8.1f} ms, "
