@@ -185,8 +185,8 @@ def channelwise(device: str, batch: int, mul: int, ls: tuple[int, ...], lmax: in
                 torch.randn(batch, plan.dim_out, **f32))
 
     def peer(tp, numel, dim_out):
-        return (tp, (rand(batch, tp_dim(irreps1), **f32), rand(batch, tp_dim(irreps2), **f32), rand(batch, numel, **f32)),
-                torch.randn(batch, dim_out, **f32))
+        inputs = (rand(batch, tp_dim(irreps1), **f32), rand(batch, tp_dim(irreps2), **f32), rand(batch, numel, **f32))
+        return tp, inputs, torch.randn(batch, dim_out, **f32)
 
     def e3nn():
         tp = e3nn_uvu(irreps1, irreps2, lmax, device)
@@ -246,7 +246,8 @@ def message_passing(device: str, nodes: int, edges: int, mul: int = 128, lmax: i
         return (lambda a, b, c: tp(a, b, c, indices_1=src, indices_out=dst, size_out=nodes), (x, y, w),
                 torch.randn(nodes, tp.irreps_out.dim, **f32))
     return [("so3net fused (triton)", plan, 4, fused), ("so3net gather+product+index_add", plan, 4, unfused),
-            ("OpenEquivariance TensorProductConv", plan, 4, oeq), ("cuEquivariance ChannelWiseTP indexed", plan, 4, cue)]
+            ("OpenEquivariance TensorProductConv", plan, 4, oeq),
+            ("cuEquivariance ChannelWiseTP indexed", plan, 4, cue)]
 
 
 def configurations(device: str):
@@ -271,7 +272,8 @@ def measure(config, device: str, repeats: int, bw: float):
             run_once(fn, inputs, grad, True, device)      # warm-up: compilation, tables, allocator
             built.append((name, plan, itemsize, fn, inputs, grad))
         except PEER_ERRORS as err:
-            print(f"  {name:38s} unavailable: {type(err).__name__}: {str(err).splitlines()[0][:90] if str(err) else ''}")
+            first = str(err).splitlines()[0][:90] if str(err) else ""
+            print(f"  {name:38s} unavailable: {type(err).__name__}: {first}")
     for backward in (False, True):
         times = {name: [] for name, *_ in built}
         for _ in range(repeats):

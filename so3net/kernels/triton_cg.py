@@ -158,10 +158,8 @@ def weight_grad_kernel(
     M = tl.load(wpath_ptr + 11 * p)
     out_off = tl.load(wpath_ptr + 11 * p + 1)
     n_l = tl.load(wpath_ptr + 11 * p + 2)
-    a_off = tl.load(wpath_ptr + 11 * p + 3)
-    n_a = tl.load(wpath_ptr + 11 * p + 4)
+    a_off = tl.load(wpath_ptr + 11 * p + 3)     # columns 4 and 6 (n1, n2) are folded into term_ma/mb
     b_off = tl.load(wpath_ptr + 11 * p + 5)
-    n_b = tl.load(wpath_ptr + 11 * p + 6)
     K = tl.load(wpath_ptr + 11 * p + 7)
     ent = tl.load(wpath_ptr + 11 * p + 8)
     w_off = tl.load(wpath_ptr + 11 * p + 9)

@@ -52,8 +52,8 @@ def check_device(t: torch.Tensor) -> None:
         raise RuntimeError("the triton backend runs on CUDA tensors; for CPU tensors use the torch backend, "
                            "or set TRITON_INTERPRET=1 before triton is first imported to run the Triton "
                            "interpreter (slow, for tests)")
-    raise RuntimeError(f"the triton backend cannot run on a {t.device} tensor "
-                       f"({'the Triton interpreter is active: it runs CPU tensors only' if INTERPRETED else 'CUDA only'})")
+    why = "the Triton interpreter is active: it runs CPU tensors only" if INTERPRETED else "CUDA tensors only"
+    raise RuntimeError(f"the triton backend cannot run on a {t.device} tensor ({why})")
 
 
 @lru_cache(maxsize=1024)
