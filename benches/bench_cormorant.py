@@ -7,8 +7,9 @@ QM9-like geometries (a heavy-atom random walk at 1.5 Å, hydrogens at 1.09 Å, n
 
 Peers: the original implementation (dense all-pairs, dense Kronecker products) is not installed
 here; its step time on this 2-core machine, 53 s, is quoted from issue 6. Measured in the same
-process: one CG level's message aggregation Σ_j Υ_ij ⊗cg F_j (forward + backward) evaluated per edge
-with the kernels' ``cg_product`` + ``index_add``, against the layers' outer-product-then-contraction.
+process: one CG level's message aggregation Σ_j Υ_ij ⊗cg F_j (forward + backward) by the kernels'
+fused ``message_passing_product`` (per edge; the Triton kernel on CUDA, the torch twin on CPU),
+against the layers' outer-product-then-contraction.
 On CUDA (when available): step time, molecules per second and the GPU's name.
 
 OpenMP threads wait passively here (``OMP_WAIT_POLICY=PASSIVE`` unless set otherwise): on a CPU that
@@ -33,7 +34,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from so3net.kernels.dispatch import cg_product  # noqa: E402
+from so3net.kernels.dispatch import message_passing_product  # noqa: E402
 from so3net.models import Cormorant  # noqa: E402
 from so3net.nn import aggregate_messages, edge_harmonics, message_plan, packed_to_mcn  # noqa: E402
 
@@ -110,41 +111,42 @@ def time_steps(model, inputs, steps: int, sync) -> list[float]:
 
 
 def aggregation_peer(model, inputs, repeats: int = 3) -> tuple[float, float]:
-    """Seconds for forward + backward of one level-2 aggregation, per-edge kernels vs the layers."""
+    """Seconds for forward + backward of one level-2 aggregation Σ_j Υ_ij ⊗cg F_j: the kernels'
+    fused ``message_passing_product`` (per edge) against the layers' outer product + contraction."""
     pos, species, batch = inputs
     nbrs = model.neighbours(pos, batch)
     C, L = model.config.num_channels, model.config.max_sh
     tau = (C,) * (model.config.maxl + 1)
     plan = message_plan((C,) * (L + 1), tau, model.config.maxl)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(device=pos.device).manual_seed(0)
     vec, _ = nbrs.vectors(pos, far=2 * model.config.hard_cut_rad + 1)
     Y = edge_harmonics(vec, L)
-    scalars = torch.randn(*nbrs.src.shape, L + 1, C, dtype=torch.complex64, generator=g) * nbrs.mask[..., None, None]
-    x = torch.randn(pos.shape[0], plan.dim2, dtype=torch.complex64, generator=g)
-    scalars.requires_grad_(True)
-    x.requires_grad_(True)
+    scalars = torch.randn(*nbrs.src.shape, L + 1, C, dtype=torch.complex64, generator=g, device=pos.device)
+    scalars = (scalars * nbrs.mask[..., None, None]).requires_grad_(True)
+    x = torch.randn(pos.shape[0], plan.dim2, dtype=torch.complex64, generator=g, device=pos.device).requires_grad_(True)
     dst, slot = nbrs.mask.nonzero(as_tuple=True)
     src = nbrs.src[dst, slot]
+    sync = torch.cuda.synchronize if pos.is_cuda else (lambda: None)
 
     def per_edge():
         s, y = scalars[dst, slot], Y[dst, slot]
         ups = torch.cat([(s[:, l, None, :] * y[:, l * l:(l + 1) ** 2, None]).reshape(len(dst), -1)
                          for l in range(L + 1)], 1)
-        out = x.new_zeros(x.shape[0], plan.dim_out).index_add(0, dst, cg_product(ups, x[src], plan))
-        out.abs().square().sum().backward()
+        message_passing_product(ups, x, src, dst, plan).abs().square().sum().backward()
 
     def layers():
         x_src = nbrs.gather(packed_to_mcn(x, tau).permute(1, 2, 0).contiguous(), dim=1)
-        out = aggregate_messages(scalars, Y, x_src, plan)
-        out.abs().square().sum().backward()
+        aggregate_messages(scalars, Y, x_src, plan).abs().square().sum().backward()
 
     result = []
     for f in (per_edge, layers):
         f()
         times = []
         for _ in range(repeats):
+            sync()
             t = time.perf_counter()
             f()
+            sync()
             times.append(time.perf_counter() - t)
         result.append(min(times))
     return result[0], result[1]
@@ -175,7 +177,7 @@ def main() -> None:
     print(f"cpu  {torch.get_num_threads()} threads (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}): train step median {med * 1e3:8.1f} ms  min {min(times) * 1e3:8.1f} ms  "
           f"{args.molecules / med:7.1f} molecules/s  vs original {ORIGINAL_STEP_S:.0f} s (quoted): {ORIGINAL_STEP_S / med:6.0f}x")
     edge_s, ours_s = aggregation_peer(model, inputs)
-    print(f"cpu  one level's aggregation fwd+bwd: per-edge kernels cg_product {edge_s * 1e3:8.1f} ms, "
+    print(f"cpu  one level's aggregation fwd+bwd: kernels' message_passing_product {edge_s * 1e3:8.1f} ms, "
           f"outer product + contraction {ours_s * 1e3:8.1f} ms: {edge_s / ours_s:5.1f}x")
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name()
@@ -188,6 +190,9 @@ def main() -> None:
             med = statistics.median(times)
             print(f"cuda {name}: {count} molecules, train step median {med * 1e3:8.2f} ms  min {min(times) * 1e3:8.2f} ms  "
                   f"{count / med:9.1f} molecules/s")
+            edge_s, ours_s = aggregation_peer(gpu_model, gpu_inputs)
+            print(f"cuda {name}: {count} molecules, one level's aggregation fwd+bwd: message_passing_product "
+                  f"{edge_s * 1e3:8.2f} ms, outer product + contraction {ours_s * 1e3:8.2f} ms: {edge_s / ours_s:5.1f}x")
     else:
         print("cuda: not available on this machine")
 
