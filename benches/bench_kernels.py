@@ -16,9 +16,12 @@ imported or built print one line saying why.
   OpenEquivariance); the fused message-passing product on MACE-large features (4096 nodes,
   65 536 edges), beside gather -> product -> index_add and the peers' fused convolutions.
 
-Run: ``python3 benches/bench_kernels.py [--device cpu|cuda] [--repeats 7] [--only NAME ...] [--thp]``.
-``--thp`` sets ``THP_MEM_ALLOC_ENABLE=1`` (torch's huge-page allocations; it must be set before torch
-is imported, and it applies to every implementation alike).
+Run: ``python3 benches/bench_kernels.py [--device cpu|cuda] [--repeats 7] [--only NAME ...] [--thp]
+[--threads N] [--omp-active]``. ``--thp`` sets ``THP_MEM_ALLOC_ENABLE=1`` (torch's huge-page
+allocations). OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``) unless ``--omp-active``
+or the variable is already set: on a shared CPU a spinning thread whose partner is descheduled
+costs every parallel operation a scheduler tick. Both must be set before torch is imported, and
+both apply to every implementation alike; the header prints them.
 """
 from __future__ import annotations
 
@@ -36,12 +39,15 @@ def parse_args():
     ap.add_argument("--only", nargs="*", default=None, help="configuration names to run")
     ap.add_argument("--thp", action="store_true", help="THP_MEM_ALLOC_ENABLE=1 for torch's allocator")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--omp-active", action="store_true", help="leave OpenMP's default (spinning) wait policy")
     return ap.parse_args()
 
 
 ARGS = parse_args() if __name__ == "__main__" else None
 if ARGS is not None and ARGS.thp:
     os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+if ARGS is not None and not ARGS.omp_active:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
@@ -303,7 +309,8 @@ def main(args) -> None:
     bw = bandwidth(device)
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
     print(f"device: {name}; copy bandwidth {bw / 1e9:.1f} GB/s; torch {torch.__version__}; "
-          f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}; repeats {repeats}")
+          f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; repeats {repeats}")
     print("columns: median / best wall time, compulsory GB/s at the median, median / memory floor, "
           "median / first implementation's median")
     for title, config in configurations(device).items():
