@@ -21,7 +21,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--config", help="TOML file with TrainConfig settings (flags override it)")
     p.add_argument("--data", help="data file or name: MD17/sGDML .npz, revised MD17 .npz, extended XYZ, QM9 xyz, 'qm9'")
     for name, kind in (("n-train", int), ("n-valid", int), ("n-test", int), ("seed", int), ("epochs", int),
-                       ("batch-size", int), ("lr", float), ("lr-min", float), ("energy-weight", float),
+                       ("batch-size", int), ("threads", int), ("lr", float), ("lr-min", float), ("energy-weight", float),
                        ("force-weight", float), ("time-limit", float)):
         p.add_argument(f"--{name}", type=kind)
     p.add_argument("--preset", choices=["qm9", "md17"])
@@ -53,7 +53,7 @@ def cmd_train(args) -> int:
     from .train import load_config, train
 
     overrides = {k: getattr(args, k) for k in ("data", "n_train", "n_valid", "n_test", "seed", "epochs",
-                                               "batch_size", "lr", "lr_min", "energy_weight", "force_weight",
+                                               "batch_size", "threads", "lr", "lr_min", "energy_weight", "force_weight",
                                                "time_limit", "preset", "dtype", "device", "run_dir")}
     if args.no_progress:
         overrides["progress"] = False

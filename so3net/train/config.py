@@ -30,8 +30,8 @@ class TrainConfig:
     n_valid: int = 100
     n_test: int | None = 200
     seed: int = 0
-    epochs: int = 30
-    time_limit: float | None = None          # seconds of training; stops after the epoch that crosses it
+    epochs: int = 8
+    time_limit: float | None = 240.0         # seconds of training (None: no limit); the default run fits in 5 minutes
     batch_size: int = 16
     lr: float = 5e-3
     lr_min: float = 1e-5
@@ -44,6 +44,8 @@ class TrainConfig:
     preset: str = "md17"
     model: dict = field(default_factory=dict)   # overrides of CormorantConfig
     progress: bool = True
+    threads: int = 1                            # torch intra-op threads on the CPU (0: torch's default);
+                                                # Cormorant's many small ops run fastest on one
 
     def __post_init__(self):
         for f in fields(self):
@@ -56,6 +58,8 @@ class TrainConfig:
             raise ValueError(f"time_limit must be a positive number of seconds, got {self.time_limit}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0 keeps torch's default), got {self.threads}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if self.energy_weight < 0 or self.force_weight < 0 or self.energy_weight + self.force_weight == 0:

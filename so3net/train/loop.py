@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -243,7 +244,8 @@ def _composition_energy(dataset, species, reference) -> np.ndarray:
 
 
 def _progress(iterable, total, desc, enabled):
-    if not enabled:
+    """A live progress bar on a terminal; plain iteration in logs (the per-epoch line says it all)."""
+    if not enabled or not sys.stderr.isatty():
         return iterable
     from tqdm import tqdm
 
@@ -254,6 +256,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     """Train (in every process of a ``torchrun`` launch, if any) and return the test metrics."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = 0
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
     if world_size > 1:
         if config.device == "cuda":  # one GPU per process, as torchrun numbers them
             config = dataclasses.replace(config, device=f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
