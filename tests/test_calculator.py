@@ -20,16 +20,6 @@ from so3net.train import Potential, TrainConfig, Trainer
 TINY = {"num_cg_levels": 1, "num_channels": 2, "maxl": 1, "max_sh": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: a second intra-op thread only adds overhead, and on a busy 2-core machine it
-    makes these small ops several times slower (measured: 0.08 s against 2 s per training step)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("calc") / "run"

@@ -34,16 +34,6 @@ readout_hidden = [8]
 KCAL_TO_EV = energy_factor("kcal/mol", "eV")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: a second intra-op thread only adds overhead, and on a busy 2-core machine it
-    makes these small ops several times slower (measured: 0.08 s against 2 s per training step)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")

@@ -19,16 +19,6 @@ from so3net.train import TrainConfig, Trainer, train
 TINY = {"num_cg_levels": 1, "num_channels": 2, "maxl": 1, "max_sh": 1, "readout_hidden": (8,)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: a second intra-op thread only adds overhead, and on a busy 2-core machine it
-    makes these small ops several times slower (measured: 0.08 s against 2 s per training step)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(run_dir, dtype="float32") -> TrainConfig:
     return TrainConfig(n_train=9, n_valid=2, n_test=2, epochs=2, batch_size=4, lr=1e-2, dtype=dtype,
                        run_dir=str(run_dir), progress=False, model=dict(TINY))
@@ -45,7 +35,7 @@ def _rank_main(rank, port, config, out, errors):
     try:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                           WORLD_SIZE="2")
-        finish = Trainer.finish     # one thread, set by ``one_thread`` before the fork
+        finish = Trainer.finish     # one thread, set by conftest.py before the fork
 
         def save_then_finish(self):
             torch.save({"state": self.potential.model.state_dict(), "steps": self.steps,

@@ -36,16 +36,6 @@ readout_hidden = [8]
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: a second intra-op thread only adds overhead, and on a busy 2-core machine it
-    makes these small ops several times slower (measured: 0.08 s against 2 s per training step)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(tmp_path, **changes) -> TrainConfig:
     settings = dict(n_train=12, n_valid=4, n_test=4, epochs=2, batch_size=4, run_dir=str(tmp_path / "run"),
                     progress=False, model=dict(TINY))
@@ -194,7 +184,7 @@ def test_potential_adds_reference_in_float64(tmp_path):
 # ------------------------------------------------------------------ resume after a kill
 def _train_until_killed(argv, ready):
     """Forked child: ``so3net train``; after the first step of epoch 2 it reports and waits to be killed.
-    One thread (set by ``one_thread`` before the fork): OpenMP's pool does not survive ``fork``."""
+    One thread (set by conftest.py before the fork): OpenMP's pool does not survive ``fork``."""
     step = Trainer.step
 
     def step_then_wait(self, batch):
@@ -215,7 +205,7 @@ def _rows(path):
 
 @pytest.mark.slow
 def test_resume_after_kill_mid_epoch_matches_uninterrupted_run(tmp_path, capsys):
-    """Parent and forked child both run on one thread (``one_thread``), so bit-for-bit equality is expected."""
+    """Parent and forked child both run on one thread (conftest.py), so bit-for-bit equality is expected."""
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_TOML.format(n_train=16, epochs=3))
     killed, straight = str(tmp_path / "killed"), str(tmp_path / "straight")
