@@ -168,7 +168,7 @@ def _grad_rows(u: torch.Tensor, ls: tuple[int, ...], grads: tuple) -> list:
     for l, G in zip(ls, grads):
         if G is None or l == 0:
             continue
-        H = torch.mm(_expansion(l, u), torch.view_as_real(G).reshape(G.shape[0], -1).T)
+        H = torch.mm(_expansion(l, u), torch.view_as_real(G).flatten(1).T)
         gz = _acc(gz, H[0], A[l][1], -math.sqrt(l * (l + 1)))
         for m in range(1, l + 1):
             hc, hs = H[2 * m - 1], H[2 * m]

@@ -135,6 +135,12 @@ def test_float32_shapes_and_empty_batches():
     assert [tuple(y.shape) for y in every.values()] == [(2, 3, 4, 1), (2, 3, 4, 3), (2, 3, 4, 5)]
 
 
+def test_backward_through_an_empty_batch():
+    xyz = torch.zeros(0, 3, requires_grad=True)
+    spherical_harmonics(2, xyz).real.sum().backward()
+    assert xyz.grad.shape == (0, 3)
+
+
 @pytest.mark.parametrize("call,error,message", [
     (lambda: spherical_harmonics(2, torch.ones(4, 2)), ValueError, r"shape \(\.\.\., 3\), got \(4, 2\)"),
     (lambda: spherical_harmonics(2, torch.ones(4, 3, dtype=torch.int64)), TypeError, "float32 or float64"),
