@@ -17,16 +17,95 @@ import argparse
 import os
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from so3net.fourier import _sphere_plan as plan  # its table caches are cleared to time the set-up
 from so3net.fourier import so3_forward, so3_grid, so3_inverse, sphere_forward, sphere_grid, sphere_inverse
-from so3net.fourier import transforms  # its table caches are cleared to time the set-up
+
+# ----------------------------------------------------------------------------- e3nn modules, cached on disk
+
+CACHE_DIR = Path(os.environ.get("SO3NET_BENCH_CACHE", Path.home() / ".cache" / "so3net-bench"))
 
 
-def timeit(fns: dict, repeats: int, min_time: float = 0.05) -> dict:
-    """Median seconds per call of each function, calls interleaved so load hits all alike."""
+def e3nn_modules(L: int, res: tuple[int, int], build: bool = True):
+    """e3nn's ``(ToS2Grid(L, res), FromS2Grid(res, L))`` and a line saying how they were obtained.
+
+    e3nn's constructors derive every associated Legendre polynomial with sympy (``_poly_legendre``),
+    a one-off cost that grows to tens of minutes at L = 63. The modules' buffers are therefore
+    built once by e3nn's own constructors and cached in ``CACHE_DIR`` (keyed by e3nn version,
+    L, res, dtype); later runs load them into the modules, whose ``forward`` is e3nn's unchanged.
+    ``build=False`` returns ``(None, None, reason)`` instead of building a missing entry."""
+    import e3nn
+    path = CACHE_DIR / f"e3nn-{e3nn.__version__}-s2grid-lmax{L}-res{res[0]}x{res[1]}-{torch.get_default_dtype()}.pt"
+    if path.exists():
+        entry = torch.load(path, weights_only=True)
+        how = (f"loaded from {path.name}, built by e3nn's constructors in {entry['seconds']:.0f} s "
+               f"({entry['profile']})")
+        return _module("ToS2Grid", entry["to"]), _module("FromS2Grid", entry["from"]), how
+    if not build:
+        return None, None, f"not built (no cache entry {path})"
+    to_grid, from_grid, seconds, profile = _build_e3nn(L, res)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    entry = {"seconds": seconds, "profile": profile, "to": _state(to_grid), "from": _state(from_grid)}
+    torch.save(entry, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return to_grid, from_grid, f"built now by e3nn's constructors in {seconds:.1f} s ({profile}); cached"
+
+
+def _build_e3nn(L: int, res: tuple[int, int]):
+    """Run e3nn's two constructors, timing the sympy derivations and the whole Legendre table
+    (sympy, then an fx graph of the monomials, evaluated on the grid) inside them."""
+    from e3nn import o3
+    from e3nn.o3 import _angular_spherical_harmonics as ash
+    from e3nn.o3 import _s2grid
+    spent = {"poly": [0.0, 0], "table": [0.0, 0]}
+
+    def timed(fn, key):
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[key][0] += time.perf_counter() - t
+                spent[key][1] += 1
+        return wrapper
+    poly, table = ash._poly_legendre, _s2grid.spherical_harmonics_s2_grid
+    ash._poly_legendre, _s2grid.spherical_harmonics_s2_grid = timed(poly, "poly"), timed(table, "table")
+    try:
+        t = time.perf_counter()
+        modules = o3.ToS2Grid(L, res), o3.FromS2Grid(res, L)
+        seconds = time.perf_counter() - t
+    finally:
+        ash._poly_legendre, _s2grid.spherical_harmonics_s2_grid = poly, table
+    (p, n), (tab, _) = spent["poly"], spent["table"]
+    profile = (f"{p:.0f} s in {n} sympy Legendre derivations, {tab - p:.0f} s building and evaluating "
+               f"the fx graph of their monomials, {seconds - tab:.0f} s in the rest")
+    return (*modules, seconds, profile)
+
+
+def _state(module) -> dict:
+    return {"lmax": module.lmax, "res_beta": module.res_beta, "res_alpha": module.res_alpha,
+            "buffers": {k: v.clone() for k, v in module.named_buffers()}}
+
+
+def _module(name: str, state: dict):
+    """An e3nn ``ToS2Grid``/``FromS2Grid`` holding cached buffers; its ``__init__`` (which would
+    rebuild them) is skipped, everything else is e3nn's class."""
+    from e3nn import o3
+    module = getattr(o3, name).__new__(getattr(o3, name))
+    torch.nn.Module.__init__(module)
+    module.lmax, module.res_beta, module.res_alpha = state["lmax"], state["res_beta"], state["res_alpha"]
+    for key, value in state["buffers"].items():
+        module.register_buffer(key, value)
+    return module
+
+
+def timeit(fns: dict, repeats: int, min_time: float = 0.05) -> dict[str, list[float]]:
+    """Seconds per call of each function, one sample per repeat; calls interleaved so that load
+    from other processes hits all alike."""
     loops = {}
     for name, fn in fns.items():
         fn()  # warm-up: tables, caches
@@ -42,74 +121,97 @@ def timeit(fns: dict, repeats: int, min_time: float = 0.05) -> dict:
             for _ in range(loops[name]):
                 fn()
             samples[name].append((time.perf_counter() - t) / loops[name])
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
 
 
 def exponent(bandwidths, times) -> float:
     return float(np.polyfit(np.log(bandwidths), np.log(times), 1)[0])
 
 
-def setup_times(B: int, with_e3nn: bool) -> tuple[float, float | None]:
-    """Seconds to build so3net's tables (caches cleared) and e3nn's two modules for bandwidth B."""
-    transforms._sphere_stage64.cache_clear()
-    transforms._sphere_stage.cache_clear()
+def setup_time(B: int) -> float:
+    """Seconds to build so3net's S² tables for bandwidth B, caches cleared."""
+    plan._tables64.cache_clear()
+    plan._plan.cache_clear()
     grid = sphere_grid(B, "equiangular")
     t = time.perf_counter()
-    sphere_forward(torch.zeros(1, grid.size), grid, B - 1)
-    sphere_inverse(sphere_forward(torch.zeros(1, grid.size, dtype=torch.complex64), grid, B - 1), grid)
-    ours = time.perf_counter() - t
-    if not with_e3nn:
+    sphere_inverse(sphere_forward(torch.zeros(1, grid.size), grid, B - 1), grid, real=True)
+    return time.perf_counter() - t
+
+
+def round_trip_errors(B: int, to_grid, from_grid) -> tuple[float, float | None]:
+    """Relative error of coefficients -> grid -> coefficients in float32, lmax = B - 1, each
+    library in its own convention (so3net: coefficients of a random real function)."""
+    grid, L = sphere_grid(B, "equiangular"), B - 1
+    gen = torch.Generator().manual_seed(0)
+    c = sphere_forward(torch.randn(4, grid.size, generator=gen), grid, L).packed()
+    back = sphere_forward(sphere_inverse(c_vec(c, L), grid, real=True), grid, L).packed()
+    ours = float((back - c).norm() / c.norm())
+    if to_grid is None:
         return ours, None
-    from e3nn import o3
-    t = time.perf_counter()
-    o3.ToS2Grid(B - 1, (2 * B, 2 * B)), o3.FromS2Grid((2 * B, 2 * B), B - 1)
-    return ours, time.perf_counter() - t
+    c = torch.randn(4, (L + 1) ** 2, generator=gen)
+    return ours, float((from_grid(to_grid(c)) - c).norm() / c.norm())
 
 
-def bench_sphere(bandwidths, batch: int, repeats: int, e3nn_max: int) -> None:
-    from e3nn import o3
-    rows = []
-    print(f"S² transforms, equiangular grid (2B x 2B), lmax = B-1, float32, batch {batch}; "
-          "ratio = e3nn time / so3net time (> 1: so3net faster)")
-    print(f"{'B':>3} {'N':>6} | {'fwd so3net':>10} {'fwd e3nn':>10} {'ratio':>6} | {'inv so3net':>10} "
-          f"{'inv(real)':>10} {'inv e3nn':>10} {'ratio':>6} | {'fwd GL':>9} {'inv GL':>9} | {'setup so3net':>12} {'e3nn':>8}")
+def c_vec(packed: torch.Tensor, L: int) -> dict[int, torch.Tensor]:
+    return {l: packed[:, l * l:(l + 1) ** 2, None] for l in range(L + 1)}
+
+
+def bench_sphere(bandwidths, batch: int, repeats: int, build_max: int) -> None:
+    print(f"S² transforms, equiangular grid (2B x 2B) shared by both libraries, lmax = B-1, float32, batch {batch}")
+    stats, order = {}, ("fwd", "fwd_e3nn", "inv_real", "inv_e3nn", "inv", "fwd_gl", "inv_gl")
     for B in bandwidths:
         L, grid, gl = B - 1, sphere_grid(B, "equiangular"), sphere_grid(B, "gauss-legendre")
-        setup, setup_e3nn = setup_times(B, B <= e3nn_max)
+        to_grid, from_grid, how = e3nn_modules(L, (2 * B, 2 * B), build=B <= build_max)
+        print(f"  B={B}: e3nn ToS2Grid/FromS2Grid {how}")
         gen = torch.Generator().manual_seed(B)
         values = torch.randn(batch, grid.size, generator=gen)
         values_gl = torch.randn(batch, gl.size, generator=gen)
         coeffs = sphere_forward(values, grid, L)
-        fns = {"fwd": lambda: sphere_forward(values, grid, L), "inv": lambda: sphere_inverse(coeffs, grid),
-               "inv_real": lambda: sphere_inverse(coeffs, grid, real=True),
+        fns = {"fwd": lambda: sphere_forward(values, grid, L),
+               "inv_real": lambda: sphere_inverse(coeffs, grid, real=True), "inv": lambda: sphere_inverse(coeffs, grid),
                "fwd_gl": lambda: sphere_forward(values_gl, gl, L), "inv_gl": lambda: sphere_inverse(coeffs, gl)}
-        if setup_e3nn is not None:
-            to_grid, from_grid = o3.ToS2Grid(L, (2 * B, 2 * B)), o3.FromS2Grid((2 * B, 2 * B), L)
+        if to_grid is not None:
             e3_coeffs = torch.randn(batch, (L + 1) ** 2, generator=gen)
             e3_values = values.reshape(batch, 2 * B, 2 * B)
             fns.update(fwd_e3nn=lambda: from_grid(e3_values), inv_e3nn=lambda: to_grid(e3_coeffs))
         with torch.no_grad():
-            t = timeit(fns, repeats)
-        rows.append(t)
-        e3 = lambda k: f"{t[k] * 1e3:>8.3f}ms" if k in t else f"{'-':>10}"
-        ratio = lambda k, e: f"{t[e] / t[k]:>5.2f}x" if e in t else f"{'-':>6}"
-        setup_e3 = f"{setup_e3nn:>7.1f}s" if setup_e3nn is not None else f"{'skipped':>8}"
-        print(f"{B:>3} {grid.size:>6} | {t['fwd'] * 1e3:>8.3f}ms {e3('fwd_e3nn')} {ratio('fwd', 'fwd_e3nn')} | "
-              f"{t['inv'] * 1e3:>8.3f}ms {t['inv_real'] * 1e3:>8.3f}ms {e3('inv_e3nn')} {ratio('inv_real', 'inv_e3nn')} | "
-              f"{t['fwd_gl'] * 1e3:>7.3f}ms {t['inv_gl'] * 1e3:>7.3f}ms | {setup:>11.2f}s {setup_e3}")
-    if len(bandwidths) > 1:
-        fit = {k: exponent([B for B, r in zip(bandwidths, rows) if k in r], [r[k] for r in rows if k in r])
-               for k in rows[0] if sum(k in r for r in rows) > 1}
-        print("fitted exponent p (time ~ B^p): " + ", ".join(f"{k} {v:.2f}" for k, v in fit.items()))
-    if max(bandwidths) > e3nn_max:
-        print(f"e3nn skipped above B = {e3nn_max}: building ToS2Grid/FromS2Grid derives sympy Legendre "
-              "polynomials (minutes at B = 32, far longer at 64); --e3nn-max-bandwidth 64 includes it")
+            samples = timeit(fns, repeats)
+            errors = round_trip_errors(B, to_grid, from_grid)
+        stats[B] = ({k: samples[k] for k in order if k in samples}, errors, setup_time(B))
+    print_sphere_table(stats, batch)
+
+
+def print_sphere_table(stats: dict, batch: int) -> None:
+    ms = lambda s: f"{statistics.median(s) * 1e3:>8.3f}" if s else f"{'-':>8}"
+    ratio = lambda a, e: f"{statistics.median(e) / statistics.median(a):>6.2f}x" if e else f"{'-':>7}"
+    sci = lambda x: f"{x:>8.1e}" if x is not None else f"{'-':>8}"
+    print(f"\nmedian ms per call (batch {batch}); ratio = e3nn / so3net (> 1: so3net faster); "
+          "inv = so3net's real-output inverse, beside e3nn's real ToS2Grid")
+    print(f"{'B':>3} {'N':>6} | {'fwd':>8} {'e3nn':>8} {'ratio':>7} | {'inv':>8} {'e3nn':>8} {'ratio':>7} | "
+          f"{'inv cplx':>8} {'fwd GL':>8} {'inv GL':>8} | {'err ours':>8} {'e3nn':>8} | {'setup':>6}")
+    for B, (t, (err, err_e3), setup) in stats.items():
+        f, fe, i, ie = (t.get(k) for k in ("fwd", "fwd_e3nn", "inv_real", "inv_e3nn"))
+        print(f"{B:>3} {4 * B * B:>6} | {ms(f)} {ms(fe)} {ratio(f, fe)} | {ms(i)} {ms(ie)} {ratio(i, ie)} | "
+              f"{ms(t['inv'])} {ms(t['fwd_gl'])} {ms(t['inv_gl'])} | {sci(err)} {sci(err_e3)} | {setup * 1e3:>4.0f}ms")
+    print("ranges over the interleaved repeats, ms (min-max):")
+    for B, (t, _, _) in stats.items():
+        print(f"  B={B}: " + ", ".join(f"{k} {min(s) * 1e3:.3f}-{max(s) * 1e3:.3f}" for k, s in t.items()))
+    print("err: relative error of coefficients -> grid -> coefficients in float32, each library its own round "
+          "trip; setup: so3net's tables, caches cleared")
+    fits = []
+    for k in next(iter(stats.values()))[0]:
+        Bs = [B for B, (t, _, _) in stats.items() if k in t]
+        p = lambda Bs: exponent(Bs, [statistics.median(stats[B][0][k]) for B in Bs])
+        if len(Bs) > 1:
+            fits.append(f"{k} {p(Bs):.2f} (B={Bs[0]}..{Bs[-1]}" + (f"; {p(Bs[-2:]):.2f} over B={Bs[-2]}..{Bs[-1]})"
+                                                                  if len(Bs) > 2 else ")"))
+    print("fitted scaling exponent p (median time ~ B^p):\n  " + "\n  ".join(fits))
 
 
 def bench_so3(bandwidths, batch: int, repeats: int) -> None:
     rows = []
-    print(f"\nSO(3) transforms, SOFT grid (2B)^3, lmax = B-1, float32, batch {batch}")
-    print(f"{'B':>4} {'N':>9} | {'forward':>10} {'inverse':>10} | {'ns/point fwd':>12}")
+    print(f"\nSO(3) transforms, SOFT grid (2B)^3, lmax = B-1, float32, batch {batch}; median ms (min-max)")
+    print(f"{'B':>4} {'N':>9} | {'forward':>22} {'inverse':>22} | {'ns/point fwd':>12}")
     for B in bandwidths:
         grid, L = so3_grid(B), B - 1
         values = torch.randn(batch, grid.size, generator=torch.Generator().manual_seed(B))
@@ -117,11 +219,13 @@ def bench_so3(bandwidths, batch: int, repeats: int) -> None:
             coeffs = so3_forward(values, grid, L)
             t = timeit({"fwd": lambda: so3_forward(values, grid, L), "inv": lambda: so3_inverse(coeffs, grid)},
                        max(3, repeats // 2), min_time=0.0)
+        t = {k: (statistics.median(s), min(s), max(s)) for k, s in t.items()}
         rows.append(t)
-        print(f"{B:>4} {grid.size:>9} | {t['fwd'] * 1e3:>8.2f}ms {t['inv'] * 1e3:>8.2f}ms | "
-              f"{t['fwd'] / (batch * grid.size) * 1e9:>12.1f}")
+        cell = lambda k: f"{t[k][0] * 1e3:>8.2f} ({t[k][1] * 1e3:.2f}-{t[k][2] * 1e3:.2f})"
+        print(f"{B:>4} {grid.size:>9} | {cell('fwd'):>22} {cell('inv'):>22} | "
+              f"{t['fwd'][0] / (batch * grid.size) * 1e9:>12.1f}")
     if len(bandwidths) > 1:
-        fit = {k: exponent(bandwidths, [r[k] for r in rows]) for k in rows[0]}
+        fit = {k: exponent(bandwidths, [r[k][0] for r in rows]) for k in rows[0]}
         print("fitted exponent p (time ~ B^p): " + ", ".join(f"{k} {v:.2f}" for k, v in fit.items()))
 
 
@@ -131,15 +235,16 @@ def main() -> None:
     parser.add_argument("--so3", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--so3-batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--e3nn-max-bandwidth", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--e3nn-build-max", type=int, default=32,
+                        help="build e3nn's modules now when not cached up to this bandwidth (B = 64: tens of minutes)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for both libraries (1: stable timings on a shared machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
-    bench_sphere(args.bandwidths, args.batch, args.repeats, args.e3nn_max_bandwidth)
+    bench_sphere(args.bandwidths, args.batch, args.repeats, args.e3nn_build_max)
     bench_so3(args.so3, args.so3_batch, args.repeats)
 
 

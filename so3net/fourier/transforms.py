@@ -19,15 +19,17 @@ sphere function and O(B⁴) per group function (the semi-naive algorithms), no d
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import torch
 
+from ..types import SO3vec
 from ..wigner import matrix_to_euler, wigner_D, wigner_d
 from ._dtable import wigner_d_rows
+from ._sphere_plan import TINY, sphere_plan
 from ._stage import ModeStage
-from ._vec import complex_dtype, make_vec, parts_of, real_dtype
+from ._vec import complex_dtype, parts_of, real_dtype
 from .grids import SO3Grid, SphereGrid
 
 __all__ = ["sphere_forward", "sphere_inverse", "so3_forward", "so3_inverse", "sphere_evaluate",
@@ -37,44 +39,30 @@ __all__ = ["sphere_forward", "sphere_inverse", "so3_forward", "so3_inverse", "sp
 def sphere_forward(values: torch.Tensor, grid: SphereGrid, lmax: int):
     """Spherical-harmonic coefficients ``F^l = ∫ f Y^l`` for ``l <= lmax``, an SO3vec with parts
     ``(..., 2l+1, 1)``, of functions sampled on ``grid`` as ``values (..., N)``. Exact for
-    band-limited functions when ``lmax < grid.bandwidth``. Real values take the half-spectrum path
-    (m >= 0, then ``F^l_{-m} = (-1)^m conj(F^l_m)``)."""
+    band-limited functions when ``lmax < grid.bandwidth``. The work is done by
+    :mod:`so3net.fourier._sphere_plan`: a DFT or FFT over φ, then one Wigner-d matmul over θ."""
     _check_grid(grid, SphereGrid, "sphere_forward")
     _check_lmax(lmax, grid)
     batch, x = _flatten_values(values, grid, "sphere_forward")
-    cdtype, real = complex_dtype(x.dtype), not x.is_complex()
     if x.shape[0] == 0:  # MKL's FFT rejects empty batches
-        return make_vec(_split(x.new_zeros(0, _total(lmax, False), dtype=cdtype), batch, lmax, False))
-    x = x.reshape(-1, *grid.shape)
-    g = torch.fft.ihfft(x, dim=-1) if real else torch.fft.ifft(x, dim=-1)
-    stage = _sphere_stage(grid, lmax, real, real_dtype(x.dtype), x.device)
-    g = g.permute(2, 1, 0).contiguous()
-    if real:  # F^l_{-m} = (-1)^m conj(F^l_m), folded into the stage's final gather
-        flat = stage.forward(g, *_sphere_fill(grid, lmax, x.dtype, x.device))
-    else:
-        flat = stage.forward(g)
-    return make_vec(_split(flat, batch, lmax, False))
+        return _sphere_vec(x.new_zeros(0, _total(lmax, False), dtype=complex_dtype(x.dtype)), batch, lmax)
+    flat = sphere_plan(grid, lmax, real_dtype(x.dtype), x.device).forward(x)
+    return _sphere_vec(flat, batch, lmax)
 
 
 def sphere_inverse(coeffs, grid: SphereGrid, real: bool = False) -> torch.Tensor:
     """Values ``f(x) = Σ F^l_m conj(Y^l_m(x))`` on ``grid``, complex ``(..., N)``, from sphere
     coefficients (SO3vec or ``{l: (..., 2l+1, 1)}``; missing degrees are zero).
 
-    ``real=True`` returns ``Re f`` as a real tensor by the half-spectrum path (m >= 0 only, then a
-    Hermitian FFT): the coefficients are first symmetrised to those of ``Re f``, ``(F^l_m + (-1)^m conj(F^l_{-m}))/2``.
+    ``real=True`` returns ``Re f`` as a real tensor, computed without the imaginary part (see
+    :mod:`so3net.fourier._sphere_plan`).
     """
     _check_grid(grid, SphereGrid, "sphere_inverse")
-    batch, flat, lmax = _join(coeffs, grid, group=False)
+    batch, flat, lmax = _join_sphere(coeffs, grid)
     if flat.shape[0] == 0:
         return flat.new_zeros(*batch, grid.size, dtype=flat.real.dtype if real else flat.dtype)
-    stage = _sphere_stage(grid, lmax, bool(real), real_dtype(flat.dtype), flat.device)
-    if real:  # coefficients of Re f for m >= 0: (F^l_m + (-1)^m conj(F^l_{-m})) / 2
-        source, factor = _mirror(lmax, flat.device, flat.real.dtype, fill=False)
-        fr = torch.view_as_real(flat)
-        flat = torch.view_as_complex(fr.mul(0.5).addcmul(fr.index_select(1, source), factor))
-    h = stage.inverse(flat)
-    h = torch.fft.hfft(h, n=grid.shape[1], dim=-1) if real else torch.fft.fft(h, dim=-1)
-    return h.reshape(*batch, grid.size)
+    plan = sphere_plan(grid, lmax, real_dtype(flat.dtype), flat.device)
+    return plan.inverse(flat, bool(real)).reshape(*batch, grid.size)
 
 
 def so3_forward(values: torch.Tensor, grid: SO3Grid, lmax: int):
@@ -85,11 +73,12 @@ def so3_forward(values: torch.Tensor, grid: SO3Grid, lmax: int):
     _check_lmax(lmax, grid)
     batch, x = _flatten_values(values, grid, "so3_forward")
     if x.shape[0] == 0:
-        return make_vec(_split(x.new_zeros(0, _total(lmax, True), dtype=complex_dtype(x.dtype)), batch, lmax, True))
+        empty = x.new_zeros(0, _total(lmax, True), dtype=complex_dtype(x.dtype))
+        return _unchecked_vec(_split(empty, batch, lmax, True))
     g = torch.fft.ifft2(x.reshape(-1, *grid.shape).to(complex_dtype(x.dtype)), dim=(1, 3))
     g = g.permute(1, 3, 2, 0).reshape(-1, grid.shape[1], g.shape[0])  # (alpha * gamma, beta, b)
     flat = _so3_stage(grid, lmax, real_dtype(x.dtype), x.device).forward(g)
-    return make_vec(_split(flat, batch, lmax, group=True))
+    return _unchecked_vec(_split(flat, batch, lmax, group=True))
 
 
 def so3_inverse(coeffs, grid: SO3Grid) -> torch.Tensor:
@@ -143,55 +132,16 @@ def _harmonics(l: int, theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- tables
 
-@lru_cache(maxsize=32)
-def _sphere_stage(grid: SphereGrid, lmax: int, half: bool, dtype: torch.dtype, device) -> ModeStage:
-    return _sphere_stage64(grid, lmax, half).to(dtype, device)
-
-
-@lru_cache(maxsize=32)
-def _sphere_stage64(grid: SphereGrid, lmax: int, half: bool) -> ModeStage:
-    """Modes m = -L..L at FFT column m mod n_phi, or with ``half`` m = 0..L (the one-sided spectrum
-    of a real function); coefficient (l, m) sits at l² + l + m."""
-    L, nphi = lmax, grid.shape[1]
-    m = np.arange(0 if half else -L, L + 1)
-    ls = np.arange(L + 1)
-    flat = np.where(ls[None, :] >= np.abs(m)[:, None], ls[None, :] ** 2 + m[:, None] + ls[None, :], -1)
-    norm = np.sqrt((2 * ls + 1) / (4 * np.pi))
-    rows = wigner_d_rows(L, grid.theta.numpy(), m, np.zeros_like(m))
-    fwd_scale = grid.theta_weights.numpy()[:, None] * (2 * np.pi) * norm[None, :]
-    n_cols = nphi // 2 + 1 if half else nphi
-    return ModeStage.build(np.abs(m), m % nphi, n_cols, flat, (L + 1) ** 2, rows, fwd_scale, norm)
-
-
-@lru_cache(maxsize=32)
-def _mirror(lmax: int, device, dtype: torch.dtype, fill: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gather index and (re, im) factors on sphere coefficients (l, m) at l² + l + m.
-
-    ``fill``: entry (l, m<0) becomes ``(-1)^m conj(F^l_{-m})``, the others keep their value.
-    Otherwise: the term ``(-1)^m conj(F^l_{-m}) / 2`` that ``sphere_inverse`` adds to ``F^l_m / 2``."""
-    l = np.repeat(np.arange(lmax + 1), 2 * np.arange(lmax + 1) + 1)
-    m = np.arange(l.size) - l * l - l
-    sign = np.where(m % 2, -1.0, 1.0)
-    conj = np.stack([sign, -sign], -1)
-    if fill:
-        source = np.where(m < 0, l * l + l - m, np.arange(l.size))
-        factor = np.where((m < 0)[:, None], conj, 1.0)
-    else:
-        source, factor = l * l + l - m, conj / 2
-    return (torch.as_tensor(source, dtype=torch.long, device=device),
-            torch.as_tensor(factor, dtype=dtype, device=device))
-
-
-@lru_cache(maxsize=32)
-def _sphere_fill(grid: SphereGrid, lmax: int, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The half stage's output gather composed with the m < 0 fill (see :func:`_mirror`)."""
-    source, factor = _mirror(lmax, device, dtype, fill=True)
-    return _sphere_stage(grid, lmax, True, dtype, device).perm[source], factor
-
-
 @lru_cache(maxsize=8)
 def _so3_stage(grid: SO3Grid, lmax: int, dtype: torch.dtype, device) -> ModeStage:
-    return _so3_stage64(grid, lmax).to(dtype, device)
+    """The float64 stage cast to ``dtype``; float32 tables get entries below ``TINY`` zeroed (the
+    cast made new tensors), so no matmul runs into subnormal arithmetic."""
+    stage = _so3_stage64(grid, lmax).to(dtype, device)
+    if dtype == torch.float32:
+        for group in stage.groups:
+            for table in (group.fwd, group.inv):
+                table.masked_fill_(table.abs() < TINY, 0.0)
+    return stage
 
 
 @lru_cache(maxsize=8)
@@ -238,7 +188,7 @@ def _flatten_values(values: torch.Tensor, grid, fn: str):
         shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
         raise ValueError(f"{fn} expects values of shape (..., N) with N = {grid.size} for {grid!r}, got {shape}")
     complex_dtype(values.dtype)
-    return values.shape[:-1], values.reshape(-1, grid.size)
+    return values.shape[:-1], (values if values.dim() == 2 else values.reshape(-1, grid.size))
 
 
 def _total(lmax: int, group: bool) -> int:
@@ -250,6 +200,48 @@ def _split(flat: torch.Tensor, batch, lmax: int, group: bool) -> dict[int, torch
     n = [2 * l + 1 if group else 1 for l in range(lmax + 1)]
     chunks = flat.split([(2 * l + 1) * n[l] for l in range(lmax + 1)], -1)
     return {l: c.reshape(*batch, 2 * l + 1, n[l]) for l, c in enumerate(chunks)}
+
+
+def _sphere_vec(flat: torch.Tensor, batch, lmax: int) -> SO3vec:
+    """Flat ``(b, (lmax+1)²)`` sphere coefficients -> SO3vec of parts ``(*batch, 2l+1, 1)``, views
+    of ``flat`` made by one ``split_with_sizes`` (``Tensor.split`` adds a slow Python layer)."""
+    packed = flat if flat.shape[:-1] == batch else flat.view(*batch, flat.shape[-1])
+    parts = packed.unsqueeze(-1).split_with_sizes(_odd(lmax), -2)
+    return _unchecked_vec(dict(enumerate(parts)), packed)
+
+
+@cache
+def _odd(lmax: int) -> list[int]:
+    return [2 * l + 1 for l in range(lmax + 1)]
+
+
+def _unchecked_vec(parts: dict[int, torch.Tensor], packed: torch.Tensor | None = None) -> SO3vec:
+    """An SO3vec of parts that are valid by construction (complex basis, l = 0..L in order, one
+    batch shape, dtype and device), as ``SO3vec(parts)`` or, given the packed tensor the parts
+    are views of, ``SO3vec.from_packed(packed, tau)`` would make it. Skips their per-part checks,
+    which cost more than a whole transform at small bandwidths. Pinned against those
+    constructors by the tests."""
+    vec = SO3vec.__new__(SO3vec)
+    for slot in SO3vec.__slots__:
+        setattr(vec, slot, None)
+    vec.parts, vec.basis = parts, "complex"
+    if packed is not None and "_source" in SO3vec.__slots__:  # packed() then returns it, no copy
+        vec._source = (packed, tuple(parts.values()))
+    return vec
+
+
+def _join_sphere(coeffs, grid):
+    """``_join`` for sphere coefficients, without per-part work when an SO3vec has one fragment
+    per l (its packed layout is the flat layout)."""
+    if isinstance(coeffs, SO3vec) and coeffs.basis == "complex":
+        parts = list(coeffs.parts.values())
+        if all(p.shape[-1] == 1 for p in parts):
+            lmax = len(parts) - 1
+            _check_lmax(lmax, grid)
+            flat = coeffs.packed() if getattr(coeffs, "_source", None) is not None else torch.cat(parts, -2)
+            flat = flat.reshape(-1, _total(lmax, False))
+            return coeffs.batch, (flat if flat.is_complex() else flat.to(complex_dtype(flat.dtype))), lmax
+    return _join(coeffs, grid, group=False)
 
 
 def _join(coeffs, grid, group: bool):
