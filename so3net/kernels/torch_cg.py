@@ -27,6 +27,7 @@ from ..plan import CGPlan
 from .autograd import message_product, product
 from .checks import check_operands, check_weights
 from .rows import RowMap
+from .torch_blocks import block_program
 from .torch_paths import entry_program, path_program
 
 __all__ = ["cg_product", "weighted_product", "message_passing_product", "cg_product_reference",
@@ -71,6 +72,9 @@ def _rowwise(plan: CGPlan, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | N
     n = a.shape[0]
     if plan.conj_right and b.is_complex():
         b = b.conj()
+    whole = block_program(plan, a.device, _real(a)) if w is None and n else None
+    if whole is not None:
+        return whole(a, b)
     accumulate, steps = _program(plan, a.device, _real(a), w is not None)
     z = (torch.zeros if accumulate or n == 0 else torch.empty)(n, plan.dim_out, dtype=a.dtype, device=a.device)
     if n == 0:

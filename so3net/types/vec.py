@@ -35,10 +35,11 @@ __all__ = ["SO3vec"]
 class SO3vec:
     """Parts l = 0..L of one batch shape, dtype, device and basis (see the module docstring)."""
 
-    __slots__ = ("parts", "basis")
+    __slots__ = ("parts", "basis", "_source")
 
     def __init__(self, arg, fill: str | None = None, *, batch=None, dtype=None, device=None,
                  basis: str | None = None, generator: torch.Generator | None = None):
+        self._source = None               # (packed tensor, its part views) when built from_packed
         if isinstance(arg, SO3vec):
             arg, basis = dict(arg.parts), basis or arg.basis
         if isinstance(arg, dict) or (isinstance(arg, (list, tuple)) and arg and
@@ -91,7 +92,9 @@ class SO3vec:
             size = (2 * l + 1) * n
             parts[l] = t[..., start:start + size].reshape(*batch, 2 * l + 1, n)
             start += size
-        return cls(parts, basis=basis)
+        vec = cls(parts, basis=basis)
+        vec._source = (t, tuple(vec.parts.values()))
+        return vec
 
     # ----------------------------------------------------------------- properties
     @property
@@ -128,7 +131,13 @@ class SO3vec:
         return len(self.parts)
 
     def packed(self) -> torch.Tensor:
-        """The packed layout ``(b..., dim)``."""
+        """The packed layout ``(b..., dim)``. A vector made by :meth:`from_packed` (every product's
+        output) whose parts are still those views returns its source tensor: no copy, and no
+        full-size zero gradient per part in backward."""
+        if self._source is not None:
+            source, views = self._source
+            if len(views) == len(self.parts) and all(a is b for a, b in zip(views, self.parts.values())):
+                return source
         return torch.cat([p.reshape(*self.batch, p.shape[-2] * p.shape[-1]) for p in self.parts.values()], -1)
 
     def _map(self, fn) -> "SO3vec":

@@ -1,0 +1,168 @@
+"""Whole-plan evaluation of the full product on uniform types: one batched GEMM per call.
+
+For a ``full`` plan whose operand types are uniform (every part of x has n1 fragments, every part
+of y has n2) the packed output is a sequence of J row-matrices, one per (part l, row m, block
+(l1, l2)), each an ``(n1, n2)`` matrix stored row-major in packed order::
+
+    Z[b, j] = sum_k coef[j, k] * X[b, P1[j, k], :] (outer) Y[b, P2[j, k], :]
+
+where ``X (B, R1, n1)`` and ``Y (B, R2, n2)`` are the packed operands viewed row by row
+(``R = sum_l (2l+1)`` rows) and k runs over the nonzero CG terms of row j (m1 + m2 = m in the
+complex basis), padded with zero coefficients to the largest count. So the forward is two
+gathers and one batched GEMM ``(n1, K) @ (K, n2)`` whose output *is* the packed result (no
+copy, no Kronecker product: only the nonzero terms are gathered). The two backward plans of such
+a product are the transposed GEMMs followed by a scatter of the K terms back onto the operand
+rows, done as one small GEMM with the (R, J*K) coefficient matrix::
+
+    gX[b] = S1 @ (Y-gather[b] @ G[b]^T),   gY[b] = S2 @ (X-gather[b] @ G[b])
+
+:func:`block_program` recognises the forward plan and both of its backward plans (by rebuilding
+the forward plan from a backward one) and returns ``None`` for anything else; the caller then
+evaluates path by path (:mod:`.torch_paths`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ..plan import CGPlan, Path
+
+__all__ = ["block_program", "BlockProgram"]
+
+_CHUNK_BYTES = 1 << 20                           # per-chunk intermediate: stays in L2/L3
+_GRAD_X, _GRAD_Y = (2, 1, 0), (2, 0, 1)          # coef_perm of the backward plans of a forward plan
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The row-matrix layout of a uniform full product (numpy tables; see the module docstring)."""
+    n1: int
+    n2: int
+    rows1: int
+    rows2: int
+    P1: np.ndarray        # (J, K) operand rows of x
+    P2: np.ndarray        # (J, K) operand rows of y
+    coef: np.ndarray      # (J, K) float64, zero on padding
+
+
+def _rows_before(tau: tuple[int, ...]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum([2 * l + 1 for l in range(len(tau))])]).astype(np.int64)
+
+
+@lru_cache(maxsize=256)
+def _layout(plan: CGPlan) -> _Layout | None:
+    """The layout of a forward ``full`` plan, or ``None`` when its types are not uniform."""
+    if plan.kind != "full" or plan.coef_perm != (0, 1, 2) or not plan.paths:
+        return None
+    n1s, n2s = set(plan.tau1), set(plan.tau2)
+    if len(n1s) != 1 or len(n2s) != 1 or 0 in n1s | n2s:
+        return None
+    n1, n2 = n1s.pop(), n2s.pop()
+    left, right = np.repeat(np.arange(n1), n2), np.tile(np.arange(n2), n1)
+    first1, first2 = _rows_before(plan.tau1), _rows_before(plan.tau2)
+    rows = []                       # (packed offset, P1 list, P2 list, coef list)
+    for p, (m1, m2, m, c) in zip(plan.paths, plan.path_terms):
+        out = np.asarray(p.out)
+        if len(out) != n1 * n2 or not ((np.asarray(p.left) == left).all() and (np.asarray(p.right) == right).all()
+                                       and (out == out[0] + np.arange(n1 * n2)).all()):
+            return None
+        width = plan.tau_out[p.l]
+        for row in range(2 * p.l + 1):
+            sel = m == row
+            rows.append((plan.offsets_out[p.l] + row * width + int(out[0]),
+                         first1[p.l1] + m1[sel], first2[p.l2] + m2[sel], c[sel]))
+    rows.sort(key=lambda r: r[0])
+    if [r[0] for r in rows] != list(range(0, len(rows) * n1 * n2, n1 * n2)) or len(rows) * n1 * n2 != plan.dim_out:
+        return None
+    K = max(len(r[3]) for r in rows)
+    P1, P2, coef = (np.zeros((len(rows), K), dtype=t) for t in (np.int64, np.int64, np.float64))
+    for j, (_, a, b, c) in enumerate(rows):
+        P1[j, :len(c)], P2[j, :len(c)], coef[j, :len(c)] = a, b, c
+    return _Layout(n1, n2, int(first1[-1]), int(first2[-1]), P1, P2, coef)
+
+
+def _forward_of(plan: CGPlan) -> tuple[CGPlan, str] | None:
+    """``(forward plan, role)``: role ``"z"`` for a forward plan, ``"x"``/``"y"`` for its backward
+    plans (see :attr:`so3net.plan.CGPlan.backward_plans`, whose paths are rebuilt here)."""
+    if plan.kind == "full":
+        return plan, "z"
+    if plan.kind != "grad" or plan.coef_perm not in (_GRAD_X, _GRAD_Y):
+        return None
+    if plan.coef_perm == _GRAD_X:     # path (l, l2 -> l1): left = out_f, right = right_f, out = left_f
+        paths = tuple(Path(p.l, p.l2, p.l1, p.out, p.right, p.left) for p in plan.paths)
+        taus, role = (plan.tau_out, plan.tau2, plan.tau1), "x"
+    else:                             # path (l, l1 -> l2): left = out_f, right = left_f, out = right_f
+        paths = tuple(Path(p.l2, p.l, p.l1, p.right, p.out, p.left) for p in plan.paths)
+        taus, role = (plan.tau2, plan.tau_out, plan.tau1), "y"
+    forward = CGPlan("full", *taus, len(taus[2]) - 1, plan.basis, paths)
+    return forward, role
+
+
+class BlockProgram:
+    """Evaluation of one role (``z``, ``x`` or ``y``) of a uniform full product on one device and
+    real dtype, as two batched GEMMs per call with the (R2 J, R1) coefficient matrix
+    ``C[(q, j), p] = sum_k coef[j, k] [P1[j, k] = p] [P2[j, k] = q]`` (built once)::
+
+        T[b] = C @ X[b]                    (R2 J, n1), rows (q, j): m1 contracted first
+        z:  Z[b]  = T[b]^T @ Y[b]          T[b] viewed (R2, J n1): rows (j, c1) = packed order
+        x:  gX[b] = C^T @ (Y[b] @ G[b]^T)  G[b] viewed (J n1, n2)
+        y:  gY[b] = T[b] @ G[b]
+
+    Only the operand-sized T is an intermediate; the product is written once, in place, by the
+    last GEMM."""
+
+    def __init__(self, layout: _Layout, role: str, device: torch.device, real: torch.dtype):
+        self.layout, self.role = layout, role
+        J, K = layout.coef.shape
+        self.J = J
+        C = np.zeros((layout.rows2, J, layout.rows1))
+        np.add.at(C, (layout.P2.reshape(-1), np.repeat(np.arange(J), K), layout.P1.reshape(-1)),
+                  layout.coef.reshape(-1))
+        C = C.reshape(layout.rows2 * J, layout.rows1)
+        self._coef = {}
+        self._base = torch.as_tensor(C.T.copy() if role == "x" else C, device=device, dtype=real)
+
+    def _matrix(self, dtype: torch.dtype) -> torch.Tensor:
+        if dtype not in self._coef:
+            self._coef[dtype] = self._base.to(dtype)
+        return self._coef[dtype]
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The plan's output for packed ``a`` and ``b`` (conj already applied by the caller).
+        Samples go in chunks whose intermediate (T or Y G^T) stays in cache (~1 MB)."""
+        L, n, J = self.layout, a.shape[0], self.J
+        C = self._matrix(a.dtype)
+        width = {"z": L.n2 * J * L.n1, "x": L.rows1 * L.n1, "y": L.rows2 * L.n2}[self.role]
+        out = torch.empty(n, width, dtype=a.dtype, device=a.device)
+        step = max(1, _CHUNK_BYTES // (L.rows2 * J * L.n1 * a.element_size()))
+        scratch = torch.empty(min(n, step), L.rows2 * J, L.n1, dtype=a.dtype, device=a.device)
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            k, T, dst = e - s, scratch[:e - s], out[s:e]
+            if self.role == "z":      # a = x, b = y
+                torch.matmul(C, a[s:e].reshape(k, L.rows1, L.n1), out=T)
+                torch.bmm(T.view(k, L.rows2, J * L.n1).transpose(1, 2), b[s:e].reshape(k, L.rows2, L.n2),
+                          out=dst.view(k, J * L.n1, L.n2))
+                continue
+            G = a[s:e].reshape(k, J * L.n1, L.n2)
+            if self.role == "x":      # a = gz, b = y
+                torch.bmm(b[s:e].reshape(k, L.rows2, L.n2), G.transpose(1, 2), out=T.view(k, L.rows2, J * L.n1))
+                torch.matmul(C, T, out=dst.view(k, L.rows1, L.n1))
+            else:                     # a = gz, b = x
+                torch.matmul(C, b[s:e].reshape(k, L.rows1, L.n1), out=T)
+                torch.bmm(T.view(k, L.rows2, J * L.n1), G, out=dst.view(k, L.rows2, L.n2))
+        return out
+
+
+@lru_cache(maxsize=1024)
+def block_program(plan: CGPlan, device: torch.device, real: torch.dtype) -> BlockProgram | None:
+    """The whole-plan program of ``plan`` if it is a uniform full product or one of its backward
+    plans, else ``None``."""
+    found = _forward_of(plan)
+    if found is None:
+        return None
+    layout = _layout(found[0])
+    return None if layout is None else BlockProgram(layout, found[1], device, real)

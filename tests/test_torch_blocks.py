@@ -1,0 +1,73 @@
+"""The whole-plan GEMM evaluation of uniform full products (so3net.kernels.torch_blocks)."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from so3net.kernels import torch_cg
+from so3net.kernels.torch_blocks import block_program
+from so3net.plan import cg_plan
+
+CPU = torch.device("cpu")
+DTYPES = {("complex", 64): torch.complex128, ("complex", 32): torch.complex64,
+          ("real", 64): torch.float64, ("real", 32): torch.float32}
+
+
+def _plans(tau1, tau2, maxl, basis):
+    plan = cg_plan(tau1, tau2, maxl, "full", basis)
+    return plan, *plan.backward_plans
+
+
+@given(n1=st.integers(1, 4), L1=st.integers(0, 3), n2=st.integers(1, 4), L2=st.integers(0, 3),
+       maxl=st.one_of(st.none(), st.integers(0, 4)), basis=st.sampled_from(["complex", "real"]),
+       batch=st.sampled_from([1, 2, 5]))
+@settings(max_examples=20, deadline=None)
+def test_uniform_full_product_and_gradients_equal_the_reference(n1, L1, n2, L2, maxl, basis, batch):
+    plan, px, py = _plans((n1,) * (L1 + 1), (n2,) * (L2 + 1), maxl, basis)
+    for p in (plan, px, py):
+        assert block_program(p, CPU, torch.float64) is not None, p.name
+    dtype = DTYPES[basis, 64]
+    x = torch.randn(batch, plan.dim1, dtype=dtype, requires_grad=True)
+    y = torch.randn(batch, plan.dim2, dtype=dtype, requires_grad=True)
+    z, ref = torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan)
+    torch.testing.assert_close(z, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(z)
+    got, want = torch.autograd.grad(z, (x, y), g), torch.autograd.grad(ref, (x, y), g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("basis", ["complex", "real"])
+def test_gradcheck_and_second_order(basis):
+    plan = cg_plan((1, 1), (2, 2), 1, "full", basis)
+    dtype = DTYPES[basis, 64]
+    x = torch.randn(3, plan.dim1, dtype=dtype, requires_grad=True)
+    y = torch.randn(3, plan.dim2, dtype=dtype, requires_grad=True)
+    fn = lambda a, b: torch_cg.cg_product(a, b, plan)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, y))
+    assert torch.autograd.gradgradcheck(fn, (x, y))
+
+
+@pytest.mark.parametrize("basis,bits", [("complex", 32), ("real", 32)])
+def test_single_precision_against_float64(basis, bits):
+    plan = cg_plan((8, 8, 8), (8, 8, 8), 2, "full", basis)
+    x64 = torch.randn(33, plan.dim1, dtype=DTYPES[basis, 64])
+    y64 = torch.randn(33, plan.dim2, dtype=DTYPES[basis, 64])
+    z = torch_cg.cg_product(x64.to(DTYPES[basis, bits]), y64.to(DTYPES[basis, bits]), plan)
+    torch.testing.assert_close(z.to(x64.dtype), torch_cg.cg_product_reference(x64, y64, plan), rtol=1e-5, atol=1e-5)
+
+
+def test_batch_zero_strided_and_expanded_operands():
+    plan = cg_plan((2, 2), (2, 2), None, "full", "complex")
+    assert torch_cg.cg_product(torch.zeros(0, plan.dim1, dtype=torch.complex128),
+                               torch.zeros(0, plan.dim2, dtype=torch.complex128), plan).shape == (0, plan.dim_out)
+    x = torch.randn(1, plan.dim1, dtype=torch.complex128).expand(4, -1)          # stride 0 over the batch
+    y = torch.randn(plan.dim2, 4, dtype=torch.complex128).t()                    # transposed storage
+    torch.testing.assert_close(torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan))
+
+
+def test_non_uniform_and_other_kinds_are_not_block_programs():
+    assert block_program(cg_plan((2, 3), (2, 2), None, "full", "complex"), CPU, torch.float64) is None
+    assert block_program(cg_plan((2, 2), (2, 2), None, "diag", "complex"), CPU, torch.float64) is None
+    assert block_program(cg_plan((2, 2), (2, 2), None, "square", "real"), CPU, torch.float64) is None
+    px, _ = cg_plan((2, 2), (2, 2), None, "full", "complex").backward_plans
+    assert block_program(px.backward_plans[0], CPU, torch.float64) is None    # second-order plans: per path
