@@ -93,7 +93,8 @@ class SO3vec:
             parts[l] = t[..., start:start + size].reshape(*batch, 2 * l + 1, n)
             start += size
         vec = cls(parts, basis=basis)
-        vec._source = (t, tuple(vec.parts.values()))
+        if t.is_contiguous():             # then the parts are views of t (packed() may return t)
+            vec._source = (t, tuple(vec.parts.values()))
         return vec
 
     # ----------------------------------------------------------------- properties
@@ -132,8 +133,8 @@ class SO3vec:
 
     def packed(self) -> torch.Tensor:
         """The packed layout ``(b..., dim)``. A vector made by :meth:`from_packed` (every product's
-        output) whose parts are still those views returns its source tensor: no copy, and no
-        full-size zero gradient per part in backward."""
+        output) whose parts are still those views returns its source tensor, which shares memory
+        with the parts: no copy, and no full-size zero gradient per part in backward."""
         if self._source is not None:
             source, views = self._source
             if len(views) == len(self.parts) and all(a is b for a, b in zip(views, self.parts.values())):
