@@ -2,13 +2,17 @@
 
 S²: the equiangular (Driscoll–Healy / Kostelec–Rockmore) grid with ``res = (2B, 2B)`` is the same
 grid for both libraries (e3nn's ``s2_grid``); ``lmax = B - 1``; float32; a batch of functions.
-so3net's forward takes real values like e3nn's; its inverse returns complex values, or with
-``real=True`` the real part (the column "inv(real)", compared with e3nn's real-to-real ToS2Grid).
-Set-up: so3net's tables (Wigner-d recurrence) against the construction of e3nn's two modules. Times are the
-median of interleaved repeats (the machine may be shared); the fitted exponent p is from
-``time ~ B^p`` over the bandwidths. SO(3): ``so3_forward``/``so3_inverse`` on the SOFT grid (2B)³.
+so3net's forward takes real values like e3nn's FromS2Grid; its inverse with ``real=True`` (column
+"inv") is compared with e3nn's real-to-real ToS2Grid, the complex inverse is listed beside it.
+e3nn's modules come from e3nn's own constructors, whose sympy Legendre derivations take minutes
+at B = 32 and about 20 at B = 64; they are built once and cached on disk (``CACHE_DIR``), and each
+run says whether they were built now or loaded, and how long the build took. Times are medians of
+interleaved repeats with their ranges (the machine may be shared); "err" is each library's
+float32 round trip coefficients -> grid -> coefficients; the fitted exponent p is from
+``time ~ B^p``. SO(3): ``so3_forward``/``so3_inverse`` on the SOFT grid (2B)³.
 
-    python benches/bench_fourier.py                 # bandwidths 8 16 32 64, batch 16, 1 thread
+    python benches/bench_fourier.py                       # bandwidths 8 16 32 64, batch 16, 1 thread
+    python benches/bench_fourier.py --e3nn-build-max 64   # build e3nn's B = 64 modules if not cached
     python benches/bench_fourier.py --batch 1 --so3 8 16 32 64
 """
 from __future__ import annotations
@@ -42,17 +46,20 @@ def e3nn_modules(L: int, res: tuple[int, int], build: bool = True):
     path = CACHE_DIR / f"e3nn-{e3nn.__version__}-s2grid-lmax{L}-res{res[0]}x{res[1]}-{torch.get_default_dtype()}.pt"
     if path.exists():
         entry = torch.load(path, weights_only=True)
-        how = (f"loaded from {path.name}, built by e3nn's constructors in {entry['seconds']:.0f} s "
+        cpu = f", {entry['cpu_seconds']:.0f} s CPU" if "cpu_seconds" in entry else ""
+        how = (f"loaded from {path.name}, built by e3nn's constructors in {entry['seconds']:.0f} s wall{cpu} "
                f"({entry['profile']})")
         return _module("ToS2Grid", entry["to"]), _module("FromS2Grid", entry["from"]), how
     if not build:
-        return None, None, f"not built (no cache entry {path})"
-    to_grid, from_grid, seconds, profile = _build_e3nn(L, res)
+        return None, None, f"not built (no cache entry {path}; --e3nn-build-max {L + 1} builds it)"
+    to_grid, from_grid, seconds, cpu, profile = _build_e3nn(L, res)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    entry = {"seconds": seconds, "profile": profile, "to": _state(to_grid), "from": _state(from_grid)}
+    entry = {"seconds": seconds, "cpu_seconds": cpu, "profile": profile, "to": _state(to_grid),
+             "from": _state(from_grid)}
     torch.save(entry, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
-    return to_grid, from_grid, f"built now by e3nn's constructors in {seconds:.1f} s ({profile}); cached"
+    how = f"built now by e3nn's constructors in {seconds:.1f} s wall, {cpu:.1f} s CPU ({profile}); cached"
+    return to_grid, from_grid, how
 
 
 def _build_e3nn(L: int, res: tuple[int, int]):
@@ -75,15 +82,15 @@ def _build_e3nn(L: int, res: tuple[int, int]):
     poly, table = ash._poly_legendre, _s2grid.spherical_harmonics_s2_grid
     ash._poly_legendre, _s2grid.spherical_harmonics_s2_grid = timed(poly, "poly"), timed(table, "table")
     try:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         modules = o3.ToS2Grid(L, res), o3.FromS2Grid(res, L)
-        seconds = time.perf_counter() - t
+        seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     finally:
         ash._poly_legendre, _s2grid.spherical_harmonics_s2_grid = poly, table
     (p, n), (tab, _) = spent["poly"], spent["table"]
     profile = (f"{p:.0f} s in {n} sympy Legendre derivations, {tab - p:.0f} s building and evaluating "
                f"the fx graph of their monomials, {seconds - tab:.0f} s in the rest")
-    return (*modules, seconds, profile)
+    return (*modules, seconds, cpu, profile)
 
 
 def _state(module) -> dict:

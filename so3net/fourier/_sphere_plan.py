@@ -49,6 +49,7 @@ class SpherePlan:
     n_theta: int
     n_phi: int
     orders: tuple[int, ...]  # the m of the β stage: -L..L (dft) or 0..L (fft)
+    M: int                   # len(orders)
     T: torch.Tensor          # (M, J, L+1) forward β tables
     S: torch.Tensor          # (M, L+1, J) inverse β tables
     A: torch.Tensor | None   # dft: (2M, n_phi) rows (m, re/im): cos mφ, sin mφ
@@ -64,17 +65,20 @@ class SpherePlan:
         """Values ``(b, J * n_phi)`` -> coefficients ``(b, (L+1)²)`` (complex). Complex values
         take the complex DFT table (dft) or two real transforms (fft)."""
         b = x.shape[0]
-        if x.is_complex() and not self.dft:
+        if self.A is None and x.is_complex():
             both = self.forward(torch.view_as_real(x).permute(2, 0, 1).reshape(2 * b, -1))
             return torch.add(both[:b], both[b:], alpha=1j)
-        out = torch.bmm(self._alpha_forward(x), self.T).view(-1)             # (M, 2, b, L+1)
-        out = out.index_select(0, _forward_index(self, b, x.device)).view(b, -1, 2)
-        return torch.view_as_complex(out if self.sign is None else out.mul_(self.sign))
+        out = torch.bmm(self._alpha_forward(x, b), self.T)                   # (M, 2, b, L+1)
+        index = _forward_index(self, b, x.device)
+        if self.sign is None:  # small: ``take`` reads (b, (L+1)², 2) in one op
+            return torch.view_as_complex(torch.take(out, index))
+        out = out.view(-1).index_select(0, index).view(b, -1, 2)  # large: index_select is faster
+        return torch.view_as_complex(out.mul_(self.sign))
 
     def inverse(self, c: torch.Tensor, real: bool) -> torch.Tensor:
         """Coefficients ``(b, (L+1)²)`` (complex) -> values ``(b, J * n_phi)``: ``Re f`` when
         ``real``, else ``f`` (fft: ``Re f + i Re g`` with ``g`` the function of ``-i F``)."""
-        b, J, M = c.shape[0], self.n_theta, len(self.orders)
+        b, J, M = c.shape[0], self.n_theta, self.M
         if not (real or self.dft):
             both = self.inverse(torch.cat([c, c * -1j]), True)
             return torch.complex(both[:b], both[b:])
@@ -86,10 +90,10 @@ class SpherePlan:
         h = torch.bmm(k.view(shape), self.S)                                  # (M, 2b, J)
         return self._alpha_inverse(h.view(M, 2, b, J), real)
 
-    def _alpha_forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _alpha_forward(self, x: torch.Tensor, b: int) -> torch.Tensor:
         """``(b, J * n_phi)`` -> ``(M, 2b, J)``."""
-        b, J, M = x.shape[0], self.n_theta, len(self.orders)
-        if self.dft:  # (2M, n_phi) @ (n_phi, bJ): rows (m, re/im), columns (b, j)
+        J, M = self.n_theta, self.M
+        if self.A is not None:  # (2M, n_phi) @ (n_phi, bJ): rows (m, re/im), columns (b, j)
             table, x = (self.Ac, torch.view_as_real(x)) if x.is_complex() else (self.A, x)
             return torch.mm(table, x.reshape(b * J, -1).t()).view(M, 2 * b, J)
         z = torch.view_as_real(torch.fft.rfft(x.reshape(b, J, self.n_phi), dim=-1))[:, :, :M]
@@ -99,8 +103,11 @@ class SpherePlan:
         """``(M, 2, b, J)`` -> ``(b, J * n_phi)``."""
         M, _, b, J = h.shape
         h = h.permute(2, 3, 0, 1)                                              # (b, J, M, 2)
-        if not self.dft:
-            return torch.fft.hfft(torch.view_as_complex(h.contiguous()), n=self.n_phi, dim=-1).view(b, -1)
+        if not self.dft:  # copied into (b, J, n_phi//2 + 1, 2) with the zero modes hfft needs
+            full = h.new_empty(b, J, self.n_phi // 2 + 1, 2)
+            full[:, :, M:].zero_()
+            full[:, :, :M].copy_(h)
+            return torch.fft.hfft(torch.view_as_complex(full), n=self.n_phi, dim=-1).view(b, -1)
         if real:
             return torch.mm(h.reshape(b * J, 2 * M), self.A).view(b, -1)
         return torch.view_as_complex(torch.mm(h.reshape(b * J, 2 * M), self.Ac).view(b, -1, 2))
@@ -124,7 +131,7 @@ def _plan(grid: SphereGrid, lmax: int, dtype: torch.dtype, device: torch.device,
         cast[name] = None if a is None else torch.tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
     J, n_phi = grid.shape
     orders = tuple(range(-lmax, lmax + 1)) if dft else tuple(range(lmax + 1))
-    return SpherePlan(lmax, J, n_phi, orders, **cast)
+    return SpherePlan(lmax, J, n_phi, orders, len(orders), **cast)
 
 
 @lru_cache(maxsize=32)
@@ -160,13 +167,14 @@ def _degrees_orders(L: int) -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=64)
 def _forward_index(plan: SpherePlan, b: int, device: torch.device) -> torch.Tensor:
-    """``index_select`` positions in the β-stage output ``(M, 2, b, L+1)`` of coefficient ``(b, (l, m), c)``
-    (the fft variant reads ``|m|``; its sign does the rest)."""
+    """Positions in the β-stage output ``(M, 2, b, L+1)`` of the coefficients ``(b, (l, m), re/im)``,
+    shaped for ``take`` (dft) or flat for ``index_select`` (fft, which reads ``|m|``; its sign
+    does the rest)."""
     l, mk = _degrees_orders(plan.lmax)
     row = mk + plan.lmax if plan.dft else np.abs(mk)
     c, bi = np.arange(2), np.arange(b)[:, None, None]
-    flat = ((row[:, None] * 2 + c) * b + bi) * (plan.lmax + 1) + l[:, None]
-    return torch.as_tensor(flat.reshape(-1), dtype=torch.long, device=device)
+    flat = ((row[:, None] * 2 + c) * b + bi) * (plan.lmax + 1) + l[:, None]     # (b, (L+1)², 2)
+    return torch.as_tensor(flat if plan.dft else flat.reshape(-1), dtype=torch.long, device=device)
 
 
 @lru_cache(maxsize=64)

@@ -222,12 +222,16 @@ def _unchecked_vec(parts: dict[int, torch.Tensor], packed: torch.Tensor | None =
     which cost more than a whole transform at small bandwidths. Pinned against those
     constructors by the tests."""
     vec = SO3vec.__new__(SO3vec)
-    for slot in SO3vec.__slots__:
+    for slot in _OTHER_SLOTS:
         setattr(vec, slot, None)
     vec.parts, vec.basis = parts, "complex"
-    if packed is not None and "_source" in SO3vec.__slots__:  # packed() then returns it, no copy
+    if packed is not None and _KEEPS_SOURCE:  # packed() then returns it, no copy
         vec._source = (packed, tuple(parts.values()))
     return vec
+
+
+_OTHER_SLOTS = tuple(slot for slot in SO3vec.__slots__ if slot not in ("parts", "basis"))
+_KEEPS_SOURCE = "_source" in SO3vec.__slots__
 
 
 def _join_sphere(coeffs, grid):
