@@ -161,19 +161,22 @@ def full_product(device: str, batch: int):
 
 
 def gelib_product(batch: int):
+    """GElib 0.2.x: ``SO3vec.randn(b, {l: n})`` (a dict type), parts a dict of (b, 2l+1, n) tensors."""
     import gelib
-    x = gelib.SO3vec.randn(batch, [16, 16, 16])
-    y = gelib.SO3vec.randn(batch, [16, 16, 16])
-    for part in x.parts + y.parts:
+    tau = {0: 16, 1: 16, 2: 16}
+    x, y = gelib.SO3vec.randn(batch, tau), gelib.SO3vec.randn(batch, tau)
+    if len(x.parts) != len(tau):
+        raise RuntimeError(f"GElib SO3vec.randn made parts {sorted(x.parts)}, expected {sorted(tau)}")
+    for part in list(x.parts.values()) + list(y.parts.values()):   # (SO3vec.requires_grad_ is a classmethod in 0.2.7)
         part.requires_grad_()
     z = gelib.CGproduct(x, y, 2)
-    grad = [torch.randn_like(p) for p in z.parts]
+    grad = torch.cat([torch.randn_like(p).flatten(1) for p in z.parts.values()], 1)
 
     class Wrap:
         def __call__(self, a, b):
             out = gelib.CGproduct(a, b, 2)
-            return torch.cat([p.flatten(1) for p in out.parts], 1)
-    return Wrap(), (x, y), torch.cat([g.flatten(1) for g in grad], 1)
+            return torch.cat([p.flatten(1) for p in out.parts.values()], 1)
+    return Wrap(), (x, y), grad
 
 
 def channelwise(device: str, batch: int, mul: int, ls: tuple[int, ...], lmax: int):

@@ -1,43 +1,57 @@
 """CPU benchmark: CGproduct forward + backward (torch autograd) beside e3nn's FullTensorProduct.
 
-Configuration (issue 3): tau = (16,16,16) x (16,16,16), maxl 2, batch 1000, complex64, against
-e3nn ``FullTensorProduct("16x0e+16x1o+16x2e", same, filter_ir_out=l <= 2)`` in float32 (the same
-products of the same irreps, real basis) measured in the same process. One line per
-configuration: median time of forward + backward, GFLOP/s and GB/s from ``flops()``/``bytes()`` of the forward
-plan and its two backward plans, and the speed-up over e3nn.
+Configuration (issue 3): tau = (16,16,16) x (16,16,16), maxl 2, batch 1000, through the user API
+(``CGproduct`` of two ``SO3vec``), in the real basis (float32: the same products of the same
+irreps as e3nn) and the complex basis (complex64), beside e3nn
+``FullTensorProduct("16x0e+16x1o+16x2e", same, filter_ir_out=l <= 2)`` float32, all in one
+process with their repeats interleaved (so load from other processes hits all alike). Per
+implementation: median wall time and median process CPU time (which a shared machine inflates
+less) of forward + backward, GFLOP/s of the useful multiply-adds (``flops()`` of the forward plan
+and its two backward plans) and the speed-up over e3nn (target: at least 10x).
 
-Run: ``python benches/bench_products_cpu.py [--batch 1000] [--repeats 5] [--threads N]``.
+Run: ``python3 benches/bench_products_cpu.py [--batch 1000] [--repeats 9] [--threads N] [--thp]``.
+``--thp`` sets ``THP_MEM_ALLOC_ENABLE=1`` (torch allocates large tensors on huge pages: fresh
+outputs of 50-100 MB otherwise cost tens of ms of page faults); OpenMP threads wait passively
+(``OMP_WAIT_POLICY=PASSIVE``) unless the variable is set. Both are read when torch is imported
+and apply to every implementation alike; the header prints them.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
-import torch
 
-from so3net.types import CGproduct, SO3type, SO3vec, product_plan
-
-
-def timed(step, repeats: int) -> float:
-    step()  # warm-up: plan compilation, CG tables, allocator
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--mul", type=int, default=16)
+    ap.add_argument("--maxl", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--thp", action="store_true", help="THP_MEM_ALLOC_ENABLE=1 for torch's allocator")
+    return ap.parse_args()
 
 
-def so3net_step(batch: int, tau, maxl: int):
-    x = SO3vec.randn(batch, tau).requires_grad_()
-    y = SO3vec.randn(batch, tau).requires_grad_()
+ARGS = parse_args() if __name__ == "__main__" else None
+if ARGS is not None and ARGS.thp:
+    os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+
+from so3net.types import CGproduct, SO3vec, product_plan  # noqa: E402
+
+
+def so3net_step(batch: int, tau, maxl: int, basis: str):
+    x = SO3vec.randn(batch, tau, basis=basis).requires_grad_()
+    y = SO3vec.randn(batch, tau, basis=basis).requires_grad_()
     inputs = list(x.parts.values()) + list(y.parts.values())
-    g = SO3vec.randn(batch, x.tau.CGproduct(tau, maxl)).packed()
+    g = torch.randn_like(CGproduct(x, y, maxl).packed())
 
     def step():
-        z = CGproduct(x, y, maxl).packed()
-        torch.autograd.grad(z, inputs, g)
+        torch.autograd.grad(CGproduct(x, y, maxl).packed(), inputs, g)
     return step, product_plan(x, y, "full", maxl)
 
 
@@ -51,35 +65,48 @@ def e3nn_step(batch: int, mul: int, maxl: int):
     g = torch.randn(batch, tp.irreps_out.dim)
 
     def step():
-        z = tp(x, y)
-        torch.autograd.grad(z, [x, y], g)
+        torch.autograd.grad(tp(x, y), [x, y], g)
     return step, tp.irreps_out
 
 
+def measure(steps: dict, repeats: int) -> dict:
+    """Median (wall, CPU) seconds per implementation, repeats interleaved."""
+    for step in steps.values():
+        step()                    # warm-up: plans, CG tables, e3nn's code generation
+    samples = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            step()
+            samples[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {name: (statistics.median(s[0] for s in v), statistics.median(s[1] for s in v))
+            for name, v in samples.items()}
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--mul", type=int, default=16)
-    ap.add_argument("--maxl", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = ARGS
+    torch.set_num_threads(args.threads)
     tau = (args.mul,) * 3
-    ours, plan = so3net_step(args.batch, tau, args.maxl)
-    theirs, irreps_out = e3nn_step(args.batch, args.mul, args.maxl)
-    t_ours, t_e3nn = timed(ours, args.repeats), timed(theirs, args.repeats)
-    plans = (plan,) + tuple(plan.backward_plans)  # forward, d/dx, d/dy
-    flops = sum(p.flops(args.batch) for p in plans)
-    nbytes = sum(p.bytes(args.batch, itemsize=8) for p in plans)
-    print(f"# {torch.get_num_threads()} torch threads, torch {torch.__version__}, batch {args.batch}")
-    print(f"so3net CGproduct {SO3type(plan.tau1)}x{SO3type(plan.tau2)} maxl {args.maxl} -> {SO3type(plan.tau_out)} "
-          f"complex64 fwd+bwd: {t_ours * 1e3:8.1f} ms  ({flops / t_ours / 1e9:.2f} GFLOP/s, "
-          f"{nbytes / t_ours / 1e9:.2f} GB/s compulsory traffic)")
-    print(f"e3nn FullTensorProduct {args.mul}x(0e+1o+2e)^2 -> {irreps_out.dim} dims float32 fwd+bwd: "
-          f"{t_e3nn * 1e3:8.1f} ms")
-    print(f"speed-up over e3nn: {t_e3nn / t_ours:.2f}x (target >= 10x)")
+    real, plan = so3net_step(args.batch, tau, args.maxl, "real")
+    cplx, cplan = so3net_step(args.batch, tau, args.maxl, "complex")
+    e3nn, irreps_out = e3nn_step(args.batch, args.mul, args.maxl)
+    names = {"real": "so3net CGproduct real basis float32", "complex": "so3net CGproduct complex64",
+             "e3nn": f"e3nn 0.6 FullTensorProduct float32 ({irreps_out.dim} dims)"}
+    times = measure({"real": real, "complex": cplx, "e3nn": e3nn}, args.repeats)
+    flops = {key: sum(p.flops(args.batch) for p in (q,) + tuple(q.backward_plans))
+             for key, q in (("real", plan), ("complex", cplan))}
+    print(f"# {torch.get_num_threads()} torch threads, torch {torch.__version__}, batch {args.batch}, "
+          f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, {args.repeats} interleaved repeats, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"# CGproduct {tuple(plan.tau1)} x {tuple(plan.tau2)} maxl {args.maxl} -> {tuple(plan.tau_out)}, "
+          f"forward + backward; speed-up = e3nn / so3net (target >= 10x)")
+    e_wall, e_cpu = times["e3nn"]
+    for key in ("real", "complex", "e3nn"):
+        wall, cpu = times[key]
+        rate = f"{flops[key] / wall / 1e9:6.2f} GFLOP/s" if key != "e3nn" else " " * 14
+        ratio = f"speed-up wall {e_wall / wall:5.2f}x  cpu {e_cpu / cpu:5.2f}x" if key != "e3nn" else ""
+        print(f"{names[key]:46s} wall {wall * 1e3:8.1f} ms  cpu {cpu * 1e3:8.1f} ms  {rate}  {ratio}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from ..plan import CGPlan
 from .checks import check_operands, check_weights
 from .rows import RowMap, message_rows
 
-__all__ = ["Bilinear", "WeightGrad", "input_grads", "product", "message_product"]
+__all__ = ["Bilinear", "BilinearPair", "WeightGrad", "input_grads", "product", "message_product"]
 
 
 @lru_cache(maxsize=4096)
@@ -49,11 +49,14 @@ def input_grads(engine, plan: CGPlan, rows, conj_out: bool, gz, a, b, w, need_a:
     """
     px, py = plan.backward_plans
     c = plan.conj_right
+    plan_a, plan_b = _with_conj(px, c == conj_out), _with_conj(py, not conj_out)
+    if need_a and need_b and rows is None and w is None and hasattr(engine, "bilinear_pair"):
+        return BilinearPair.apply(engine, plan_a, conj_out, plan_b, c != conj_out, gz, b, a)
     ga = gb = None
     if need_a:
-        ga = Bilinear.apply(engine, _with_conj(px, c == conj_out), _by(rows, "by_left"), conj_out, gz, b, w)
+        ga = Bilinear.apply(engine, plan_a, _by(rows, "by_left"), conj_out, gz, b, w)
     if need_b:
-        gb = Bilinear.apply(engine, _with_conj(py, not conj_out), _by(rows, "by_right"), c != conj_out, gz, a, w)
+        gb = Bilinear.apply(engine, plan_b, _by(rows, "by_right"), c != conj_out, gz, a, w)
     return ga, gb
 
 
@@ -74,6 +77,32 @@ class Bilinear(torch.autograd.Function):
         ga, gb = input_grads(engine, plan, rows, o, gz, a, b, w, need[4], need[5])
         gw = WeightGrad.apply(engine, plan, rows, o, gz, a, b) if w is not None and need[6] else None
         return None, None, None, None, ga, gb, gw
+
+
+class BilinearPair(torch.autograd.Function):
+    """Both input gradients of an unweighted row-wise product in one engine call (which may read
+    ``gz`` once): ``(o_a(P_a(gz, b)), o_b(P_b(gz, a)))`` with the conj flags of
+    :func:`input_grads`; its backward is the sum of the two :class:`Bilinear` backwards."""
+
+    @staticmethod
+    def forward(ctx, engine, plan_a, conj_a, plan_b, conj_b, gz, b, a):
+        ctx.meta = (engine, plan_a, conj_a, plan_b, conj_b)
+        ctx.save_for_backward(gz, b, a)
+        ctx.set_materialize_grads(False)
+        return engine.bilinear_pair(plan_a, conj_a, plan_b, conj_b, gz, b, a)
+
+    @staticmethod
+    def backward(ctx, gga, ggb):
+        gz, b, a = ctx.saved_tensors
+        engine, plan_a, conj_a, plan_b, conj_b = ctx.meta
+        need_gz, need_b, need_a = ctx.needs_input_grad[5:8]
+        d_gz = d_b = d_a = None
+        if gga is not None:
+            d_gz, d_b = input_grads(engine, plan_a, None, conj_a, gga, gz, b, None, need_gz, need_b)
+        if ggb is not None:
+            more, d_a = input_grads(engine, plan_b, None, conj_b, ggb, gz, a, None, need_gz, need_a)
+            d_gz = more if d_gz is None else (d_gz if more is None else d_gz + more)
+        return None, None, None, None, None, d_gz, d_b, d_a
 
 
 class WeightGrad(torch.autograd.Function):

@@ -30,7 +30,7 @@ import torch
 
 from ..plan import CGPlan, Path
 
-__all__ = ["block_program", "BlockProgram"]
+__all__ = ["block_program", "BlockProgram", "pair_programs", "gradient_pair"]
 
 _CHUNK_BYTES = 1 << 20                           # per-chunk intermediate: stays in L2/L3
 _GRAD_X, _GRAD_Y = (2, 1, 0), (2, 0, 1)          # coef_perm of the backward plans of a forward plan
@@ -130,31 +130,60 @@ class BlockProgram:
             self._coef[dtype] = self._base.to(dtype)
         return self._coef[dtype]
 
-    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """The plan's output for packed ``a`` and ``b`` (conj already applied by the caller).
-        Samples go in chunks whose intermediate (T or Y G^T) stays in cache (~1 MB)."""
-        L, n, J = self.layout, a.shape[0], self.J
+    def width(self) -> int:
+        L = self.layout
+        return {"z": L.n2 * self.J * L.n1, "x": L.rows1 * L.n1, "y": L.rows2 * L.n2}[self.role]
+
+    def step(self, dtype: torch.dtype) -> int:
+        """Samples per chunk: the intermediate of a chunk stays in cache (about 1 MB)."""
+        L = self.layout
+        return max(1, _CHUNK_BYTES // (L.rows2 * self.J * L.n1 * torch.empty(0, dtype=dtype).element_size()))
+
+    def scratch(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        L = self.layout
+        return torch.empty(min(n, self.step(like.dtype)), L.rows2 * self.J, L.n1, dtype=like.dtype,
+                           device=like.device)
+
+    def chunk(self, a: torch.Tensor, b: torch.Tensor, T: torch.Tensor, dst: torch.Tensor) -> None:
+        """Rows ``a``, ``b`` of one chunk into ``dst`` (k, width), with scratch ``T``."""
+        L, J, k = self.layout, self.J, a.shape[0]
         C = self._matrix(a.dtype)
-        width = {"z": L.n2 * J * L.n1, "x": L.rows1 * L.n1, "y": L.rows2 * L.n2}[self.role]
-        out = torch.empty(n, width, dtype=a.dtype, device=a.device)
-        step = max(1, _CHUNK_BYTES // (L.rows2 * J * L.n1 * a.element_size()))
-        scratch = torch.empty(min(n, step), L.rows2 * J, L.n1, dtype=a.dtype, device=a.device)
+        if self.role == "z":          # a = x, b = y
+            torch.matmul(C, a.reshape(k, L.rows1, L.n1), out=T)
+            torch.bmm(T.view(k, L.rows2, J * L.n1).transpose(1, 2), b.reshape(k, L.rows2, L.n2),
+                      out=dst.view(k, J * L.n1, L.n2))
+            return
+        G = a.reshape(k, J * L.n1, L.n2)
+        if self.role == "x":          # a = gz, b = y
+            torch.bmm(b.reshape(k, L.rows2, L.n2), G.transpose(1, 2), out=T.view(k, L.rows2, J * L.n1))
+            torch.matmul(C, T, out=dst.view(k, L.rows1, L.n1))
+        else:                         # a = gz, b = x
+            torch.matmul(C, b.reshape(k, L.rows1, L.n1), out=T)
+            torch.bmm(T.view(k, L.rows2, J * L.n1), G, out=dst.view(k, L.rows2, L.n2))
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The plan's output for packed ``a`` and ``b`` (conj already applied by the caller)."""
+        n = a.shape[0]
+        out = torch.empty(n, self.width(), dtype=a.dtype, device=a.device)
+        T, step = self.scratch(n, a), self.step(a.dtype)
         for s in range(0, n, step):
             e = min(n, s + step)
-            k, T, dst = e - s, scratch[:e - s], out[s:e]
-            if self.role == "z":      # a = x, b = y
-                torch.matmul(C, a[s:e].reshape(k, L.rows1, L.n1), out=T)
-                torch.bmm(T.view(k, L.rows2, J * L.n1).transpose(1, 2), b[s:e].reshape(k, L.rows2, L.n2),
-                          out=dst.view(k, J * L.n1, L.n2))
-                continue
-            G = a[s:e].reshape(k, J * L.n1, L.n2)
-            if self.role == "x":      # a = gz, b = y
-                torch.bmm(b[s:e].reshape(k, L.rows2, L.n2), G.transpose(1, 2), out=T.view(k, L.rows2, J * L.n1))
-                torch.matmul(C, T, out=dst.view(k, L.rows1, L.n1))
-            else:                     # a = gz, b = x
-                torch.matmul(C, b[s:e].reshape(k, L.rows1, L.n1), out=T)
-                torch.bmm(T.view(k, L.rows2, J * L.n1), G, out=dst.view(k, L.rows2, L.n2))
+            self.chunk(a[s:e], b[s:e], T[:e - s], out[s:e])
         return out
+
+
+def gradient_pair(px: BlockProgram, py: BlockProgram, gz: torch.Tensor, y: torch.Tensor, x: torch.Tensor):
+    """Both input gradients ``(px(gz, y), py(gz, x))`` of one product, chunk by chunk, so that each
+    chunk of ``gz`` (the largest tensor) is read from memory once."""
+    n = gz.shape[0]
+    gx = torch.empty(n, px.width(), dtype=gz.dtype, device=gz.device)
+    gy = torch.empty(n, py.width(), dtype=gz.dtype, device=gz.device)
+    Tx, Ty, step = px.scratch(n, gz), py.scratch(n, gz), px.step(gz.dtype)
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        px.chunk(gz[s:e], y[s:e], Tx[:e - s], gx[s:e])
+        py.chunk(gz[s:e], x[s:e], Ty[:e - s], gy[s:e])
+    return gx, gy
 
 
 @lru_cache(maxsize=1024)
@@ -166,3 +195,13 @@ def block_program(plan: CGPlan, device: torch.device, real: torch.dtype) -> Bloc
         return None
     layout = _layout(found[0])
     return None if layout is None else BlockProgram(layout, found[1], device, real)
+
+
+@lru_cache(maxsize=1024)
+def pair_programs(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, real: torch.dtype):
+    """``(px, py)`` when ``plan_x``/``plan_y`` are the two backward plans of one uniform full
+    product (then :func:`gradient_pair` applies), else ``None``."""
+    px, py = block_program(plan_x, device, real), block_program(plan_y, device, real)
+    if px is None or py is None or (px.role, py.role) != ("x", "y") or px.layout is not py.layout:
+        return None
+    return px, py

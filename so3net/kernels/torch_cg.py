@@ -27,11 +27,11 @@ from ..plan import CGPlan
 from .autograd import message_product, product
 from .checks import check_operands, check_weights
 from .rows import RowMap
-from .torch_blocks import block_program
+from .torch_blocks import block_program, gradient_pair, pair_programs
 from .torch_paths import entry_program, path_program
 
 __all__ = ["cg_product", "weighted_product", "message_passing_product", "cg_product_reference",
-           "bilinear", "weight_grad"]
+           "bilinear", "bilinear_pair", "weight_grad"]
 
 _ENGINE = sys.modules[__name__]
 
@@ -103,6 +103,23 @@ def bilinear(plan: CGPlan, rows: RowMap | None, a, b, w, conj_out: bool) -> torc
                         None if w is None else w.index_select(0, rows.weight))
         z = msgs.new_zeros(rows.n_out, plan.dim_out).index_add_(0, rows.out, msgs)
     return z.conj_physical_() if conj_out and z.is_complex() else z
+
+
+def bilinear_pair(plan_a: CGPlan, conj_a: bool, plan_b: CGPlan, conj_b: bool, gz, b, a):
+    """``(bilinear(plan_a, None, gz, b, None, conj_a), bilinear(plan_b, None, gz, a, None, conj_b))``:
+    the two input gradients of a product. For a uniform full product both are evaluated chunk by
+    chunk in one pass over ``gz`` (:func:`.torch_blocks.gradient_pair`)."""
+    pair = pair_programs(plan_a, plan_b, gz.device, _real(gz)) if gz.shape[0] else None
+    if pair is None:
+        return bilinear(plan_a, None, gz, b, None, conj_a), bilinear(plan_b, None, gz, a, None, conj_b)
+    if gz.is_complex():
+        b = b.conj() if plan_a.conj_right else b
+        a = a.conj() if plan_b.conj_right else a
+    ga, gb = gradient_pair(*pair, gz, b, a)
+    if gz.is_complex():
+        ga = ga.conj_physical_() if conj_a else ga
+        gb = gb.conj_physical_() if conj_b else gb
+    return ga, gb
 
 
 @lru_cache(maxsize=1024)
