@@ -1,31 +1,36 @@
-"""The S² transforms of real functions in a handful of torch ops: tables built once per
-(grid, lmax, dtype, device), then an α stage, one batched matmul over β and one gather.
+"""The S² transforms in a handful of torch ops: tables built once per (grid, lmax, dtype,
+device, variant), then a transform over φ, one batched matmul over θ and one gather.
 
-The β stage (Wigner-d / Legendre) runs over a list of orders ``m`` and works on real tensors
-whose layout lets each op feed the next without a transpose (``N_l = sqrt((2l+1)/4π)``,
-coefficient ``(l, m)`` at ``l² + l + m``):
+The θ stage (Wigner-d / Legendre) runs over a list of orders ``m`` on real tensors whose layout
+lets each op feed the next without a transpose (``N_l = sqrt((2l+1)/4π)``; coefficient ``(l, m)``
+at ``l² + l + m``; real and imaginary parts as planes ``c``):
 
-- forward ``x (b, J, n_φ)`` → α stage ``Z_m(θ_j) = Σ_k x_jk e^{∓imφ_k}`` as ``(M, 2, b, J)`` (real
-  and imaginary planes) → ``bmm`` with ``T[m, j, l] = w_j (2π/n_φ) N_l d^l_{m0}(θ_j)`` →
-  ``(M, 2, b, L+1)`` → one ``index_select`` into the batch-first coefficients ``(b, (L+1)², 2)``.
-- inverse ``Re f = Σ_{l,m} N_l d^l_{m0}(θ) (Re F^l_m cos mφ + Im F^l_m sin mφ)``: one ``index_select`` of
-  the coefficients into ``(M, 2, b, L+1)`` → ``bmm`` with ``S[m, l, j] = N_l d^l_{m0}(θ_j) c_m`` →
-  ``(M, 2, b, J)`` → α stage.
+- forward ``x (b, J, n_φ)`` → φ stage ``Z_m(θ_j) = Σ_k x_jk e^{±imφ_k}`` as ``(M, 2, b, J)`` →
+  ``bmm`` with ``T[m, j, l] = w_j (2π/n_φ) N_l d^l_{m0}(θ_j)`` → ``(M, 2, b, L+1)`` → one gather
+  into the batch-first coefficients ``(b, (L+1)², 2)``.
+- inverse, ``Re f = Σ_{l,m} N_l d^l_{m0}(θ) (Re F^l_m cos mφ + Im F^l_m sin mφ)``: one gather of
+  the coefficients into ``(M, 2, b, L+1)`` → ``bmm`` with ``S[m, l, j] = N_l d^l_{m0}(θ_j) c_m``
+  → ``(M, 2, b, J)`` → φ stage.
 
-Two variants, chosen by ``n_φ``; both are separable (a transform over φ alone, then one over θ;
-no dense matrix over the grid):
+Two variants, chosen by ``n_φ``; both separable (a transform over φ alone, then one over θ; no
+dense matrix over the grid):
 
-- ``dft`` (``n_φ <= DFT_MAX_NPHI``): all orders ``m = -L..L``; the α stages are real matmuls with
-  cos/sin tables (``e^{+imφ}`` forward), which beat the fixed cost of an FFT call at these sizes,
-  and nothing else is needed (``c_m = 1``).
-- ``fft``: the one-sided spectrum ``m = 0..L`` of a real function; ``rfft`` forward, then
-  ``F^l_m = conj(Z)·T`` and ``F^l_{-m} = (-1)^m conj(F^l_m)`` as one sign on the gathered planes;
-  inverse: a second ``index_select`` and an ``addcmul`` fold each ``±m`` pair into
+- ``dft`` (``n_φ <= DFT_MAX_NPHI``): all orders ``m = -L..L``; the φ stages are real matmuls with
+  cos/sin tables (``e^{+imφ}`` forward; a ``(2M, 2 n_φ)`` table for complex values), which beat
+  the fixed cost of an FFT call at these sizes; nothing else is needed (``c_m = 1``).
+- ``fft``: the one-sided spectrum ``m = 0..L`` of a real function. Forward: ``rfft``, then
+  ``F^l_m = conj(Z)·T`` and ``F^l_{-m} = (-1)^m conj(F^l_m)`` as one sign on the gathered planes.
+  Inverse: a second gather and an ``addcmul`` fold each ``±m`` pair into
   ``K^l_m = F^l_m + (-1)^m conj(F^l_{-m})`` (``m > 0``; ``K^l_0 = F^l_0``), ``c_0 = 1``,
-  ``c_m = 1/2``, and a Hermitian FFT computes ``h_0 + 2 Σ_{m>0} Re(h_m e^{-imφ})``.
+  ``c_m = 1/2``, and a Hermitian FFT computes ``h_0 + 2 Σ_{m>0} Re(h_m e^{-imφ})``. Complex values
+  and complex outputs are two real transforms.
 
-Table entries of magnitude below ``2^-100`` are zero in float32 (no denormal arithmetic; far
-below float32 resolution). Rows ``l < |m|`` of the tables are zero, so gathers point anywhere there.
+The gathers (``take`` on the small dft path, ``index_select`` on the fft path, where it is twice
+as fast) read precomputed int64 positions, cached per batch size: each is the size of the batch's
+coefficients, and the 16 most recent batch sizes are kept. Rows ``l < |m|`` of the tables are
+zero, so gathers may point anywhere there. In float32, table entries below ``TINY = 2^-100`` are
+zero: the d^l_{m0} near the poles are otherwise subnormal from B ≈ 24 on, which makes the matmuls
+2-3 times slower; the change is far below float32 resolution.
 """
 from __future__ import annotations
 
@@ -165,7 +170,7 @@ def _degrees_orders(L: int) -> tuple[np.ndarray, np.ndarray]:
     return l, np.arange(l.size) - l * l - l
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def _forward_index(plan: SpherePlan, b: int, device: torch.device) -> torch.Tensor:
     """Positions in the β-stage output ``(M, 2, b, L+1)`` of the coefficients ``(b, (l, m), re/im)``,
     shaped for ``take`` (dft) or flat for ``index_select`` (fft, which reads ``|m|``; its sign
@@ -177,7 +182,7 @@ def _forward_index(plan: SpherePlan, b: int, device: torch.device) -> torch.Tens
     return torch.as_tensor(flat if plan.dft else flat.reshape(-1), dtype=torch.long, device=device)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def _inverse_index(plan: SpherePlan, b: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``index_select`` positions in the coefficients ``(b, (L+1)², 2)`` of ``F^l_m`` and ``F^l_{-m}`` for
     the β-stage input ``(M, 2, b, L+1)``; 0 where ``l < |m|`` (the tables are zero there)."""

@@ -225,7 +225,7 @@ def _unchecked_vec(parts: dict[int, torch.Tensor], packed: torch.Tensor | None =
     for slot in _OTHER_SLOTS:
         setattr(vec, slot, None)
     vec.parts, vec.basis = parts, "complex"
-    if packed is not None and _KEEPS_SOURCE:  # packed() then returns it, no copy
+    if packed is not None and _KEEPS_SOURCE and packed.is_contiguous():  # packed() returns it, no copy
         vec._source = (packed, tuple(parts.values()))
     return vec
 
