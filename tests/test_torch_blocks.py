@@ -3,13 +3,24 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from so3net.kernels import torch_cg
-from so3net.kernels.torch_blocks import block_program
+from so3net.kernels import torch_blocks, torch_cg
+from so3net.kernels.torch_blocks import _layout, block_program, pair_programs
 from so3net.plan import cg_plan
 
 CPU = torch.device("cpu")
 DTYPES = {("complex", 64): torch.complex128, ("complex", 32): torch.complex64,
           ("real", 64): torch.float64, ("real", 32): torch.float32}
+
+
+@pytest.fixture(autouse=True)
+def every_uniform_plan_as_a_block(monkeypatch):
+    """Correctness is tested on small types, which the redundancy limit would send path by path."""
+    monkeypatch.setattr(torch_blocks, "MAX_REDUNDANCY", float("inf"))
+    for cached in (block_program, pair_programs, torch_cg._program):
+        cached.cache_clear()
+    yield
+    for cached in (block_program, pair_programs, torch_cg._program):
+        cached.cache_clear()
 
 
 def _plans(tau1, tau2, maxl, basis):
@@ -71,3 +82,15 @@ def test_non_uniform_and_other_kinds_are_not_block_programs():
     assert block_program(cg_plan((2, 2), (2, 2), None, "square", "real"), CPU, torch.float64) is None
     px, _ = cg_plan((2, 2), (2, 2), None, "full", "complex").backward_plans
     assert block_program(px.backward_plans[0], CPU, torch.float64) is None    # second-order plans: per path
+
+
+def test_redundant_plans_go_path_by_path(monkeypatch):
+    monkeypatch.setattr(torch_blocks, "MAX_REDUNDANCY", 24.0)
+    block_program.cache_clear()
+    dense = cg_plan((16, 16, 16), (16, 16, 16), 2, "full", "real")       # the benchmark: about 6x
+    sparse = cg_plan((1,) * 7, (1,) * 7, 6, "full", "complex")             # l <= 6, one fragment: about 240x
+    assert _layout(dense).redundancy < 24 < _layout(sparse).redundancy
+    assert block_program(dense, CPU, torch.float32) is not None
+    assert block_program(sparse, CPU, torch.float64) is None
+    x, y = torch.randn(2, sparse.dim1, dtype=torch.complex128), torch.randn(2, sparse.dim2, dtype=torch.complex128)
+    torch.testing.assert_close(torch_cg.cg_product(x, y, sparse), torch_cg.cg_product_reference(x, y, sparse))

@@ -70,6 +70,7 @@ class SpherePlan:
         """Values ``(b, J * n_phi)`` -> coefficients ``(b, (L+1)²)`` (complex). Complex values
         take the complex DFT table (dft) or two real transforms (fft)."""
         b = x.shape[0]
+        x = x.resolve_conj()                  # view_as_real refuses lazily conjugated tensors
         if self.A is None and x.is_complex():
             both = self.forward(torch.view_as_real(x).permute(2, 0, 1).reshape(2 * b, -1))
             return torch.add(both[:b], both[b:], alpha=1j)
@@ -84,6 +85,7 @@ class SpherePlan:
         """Coefficients ``(b, (L+1)²)`` (complex) -> values ``(b, J * n_phi)``: ``Re f`` when
         ``real``, else ``f`` (fft: ``Re f + i Re g`` with ``g`` the function of ``-i F``)."""
         b, J, M = c.shape[0], self.n_theta, self.M
+        c = c.resolve_conj()
         if not (real or self.dft):
             both = self.inverse(torch.cat([c, c * -1j]), True)
             return torch.complex(both[:b], both[b:])

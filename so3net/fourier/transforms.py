@@ -221,17 +221,7 @@ def _unchecked_vec(parts: dict[int, torch.Tensor], packed: torch.Tensor | None =
     are views of, ``SO3vec.from_packed(packed, tau)`` would make it. Skips their per-part checks,
     which cost more than a whole transform at small bandwidths. Pinned against those
     constructors by the tests."""
-    vec = SO3vec.__new__(SO3vec)
-    for slot in _OTHER_SLOTS:
-        setattr(vec, slot, None)
-    vec.parts, vec.basis = parts, "complex"
-    if packed is not None and _KEEPS_SOURCE and packed.is_contiguous():  # packed() returns it, no copy
-        vec._source = (packed, tuple(parts.values()))
-    return vec
-
-
-_OTHER_SLOTS = tuple(slot for slot in SO3vec.__slots__ if slot not in ("parts", "basis"))
-_KEEPS_SOURCE = "_source" in SO3vec.__slots__
+    return SO3vec._from_trusted(parts, "complex", packed)
 
 
 def _join_sphere(coeffs, grid):
@@ -242,8 +232,7 @@ def _join_sphere(coeffs, grid):
         if all(p.shape[-1] == 1 for p in parts):
             lmax = len(parts) - 1
             _check_lmax(lmax, grid)
-            flat = coeffs.packed() if getattr(coeffs, "_source", None) is not None else torch.cat(parts, -2)
-            flat = flat.reshape(-1, _total(lmax, False))
+            flat = coeffs.packed().reshape(-1, _total(lmax, False))   # the source itself when it has one
             return coeffs.batch, (flat if flat.is_complex() else flat.to(complex_dtype(flat.dtype))), lmax
     return _join(coeffs, grid, group=False)
 

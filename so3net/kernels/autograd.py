@@ -1,5 +1,6 @@
-"""The autograd bridge shared by every backend: two ``torch.autograd.Function``s whose backward
-passes are again these Functions, so gradients of any order work.
+"""The autograd bridge shared by every backend: ``torch.autograd.Function``s (``Bilinear``,
+``BilinearPair`` for both input gradients at once, ``WeightGrad``) whose backward passes are again
+these Functions, so gradients of any order work.
 
 An *engine* (the torch twin :mod:`.torch_cg`, the Triton launchers :mod:`.triton_ops`) provides
 two raw, non-differentiable evaluations on packed tensors (layout of :mod:`so3net.plan`, row maps

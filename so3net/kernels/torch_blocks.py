@@ -1,4 +1,4 @@
-"""Whole-plan evaluation of the full product on uniform types: one batched GEMM per call.
+"""Whole-plan evaluation of the full product on uniform types: a few batched GEMMs per call.
 
 For a ``full`` plan whose operand types are uniform (every part of x has n1 fragments, every part
 of y has n2) the packed output is a sequence of J row-matrices, one per (part l, row m, block
@@ -8,13 +8,13 @@ of y has n2) the packed output is a sequence of J row-matrices, one per (part l,
 
 where ``X (B, R1, n1)`` and ``Y (B, R2, n2)`` are the packed operands viewed row by row
 (``R = sum_l (2l+1)`` rows) and k runs over the nonzero CG terms of row j (m1 + m2 = m in the
-complex basis), padded with zero coefficients to the largest count. So the forward is two
-gathers and one batched GEMM ``(n1, K) @ (K, n2)`` whose output *is* the packed result (no
-copy, no Kronecker product: only the nonzero terms are gathered). The two backward plans of such
-a product are the transposed GEMMs followed by a scatter of the K terms back onto the operand
-rows, done as one small GEMM with the (R, J*K) coefficient matrix::
-
-    gX[b] = S1 @ (Y-gather[b] @ G[b]^T),   gY[b] = S2 @ (X-gather[b] @ G[b])
+complex basis). :class:`BlockProgram` gathers these terms into the dense (R2 J, R1) coefficient
+matrix ``C[(q, j), p]`` and evaluates the product and both of its backward plans as two batched
+GEMMs each (see its docstring); the last GEMM of the forward writes the packed output in place.
+The dense GEMMs also multiply C's structural zeros: :attr:`_Layout.redundancy` is the ratio of
+their multiply-adds to the nonzero ones, and the block evaluation is used only up to
+``MAX_REDUNDANCY`` (about 6 for l <= 2 with 16 fragments, 17 for l <= 3 with 8; l = 4 with 4
+fragments is 48 and goes path by path, as do all larger l with few fragments).
 
 :func:`block_program` recognises the forward plan and both of its backward plans (by rebuilding
 the forward plan from a backward one) and returns ``None`` for anything else; the caller then
@@ -32,6 +32,7 @@ from ..plan import CGPlan, Path
 
 __all__ = ["block_program", "BlockProgram", "pair_programs", "gradient_pair"]
 
+MAX_REDUNDANCY = 24.0                            # dense GEMM multiply-adds / nonzero ones
 _CHUNK_BYTES = 1 << 20                           # per-chunk intermediate: stays in L2/L3
 _GRAD_X, _GRAD_Y = (2, 1, 0), (2, 0, 1)          # coef_perm of the backward plans of a forward plan
 
@@ -46,6 +47,13 @@ class _Layout:
     P1: np.ndarray        # (J, K) operand rows of x
     P2: np.ndarray        # (J, K) operand rows of y
     coef: np.ndarray      # (J, K) float64, zero on padding
+
+    @property
+    def redundancy(self) -> float:
+        """Multiply-adds of the dense GEMMs of a forward pass over those of the nonzero terms."""
+        J = self.coef.shape[0]
+        dense = self.rows2 * J * self.n1 * (self.rows1 + self.n2)
+        return dense / max(1, int(np.count_nonzero(self.coef)) * self.n1 * self.n2)
 
 
 def _rows_before(tau: tuple[int, ...]) -> np.ndarray:
@@ -114,8 +122,8 @@ class BlockProgram:
     Only the operand-sized T is an intermediate; the product is written once, in place, by the
     last GEMM."""
 
-    def __init__(self, layout: _Layout, role: str, device: torch.device, real: torch.dtype):
-        self.layout, self.role = layout, role
+    def __init__(self, layout: _Layout, role: str, forward: CGPlan, device: torch.device, real: torch.dtype):
+        self.layout, self.role, self.forward = layout, role, forward
         J, K = layout.coef.shape
         self.J = J
         C = np.zeros((layout.rows2, J, layout.rows1))
@@ -202,7 +210,9 @@ def block_program(plan: CGPlan, device: torch.device, real: torch.dtype) -> Bloc
     if found is None:
         return None
     layout = _layout(found[0])
-    return None if layout is None else BlockProgram(layout, found[1], device, real)
+    if layout is None or layout.redundancy > MAX_REDUNDANCY:
+        return None
+    return BlockProgram(layout, found[1], found[0], device, real)
 
 
 @lru_cache(maxsize=1024)
@@ -210,6 +220,6 @@ def pair_programs(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, real: to
     """``(px, py)`` when ``plan_x``/``plan_y`` are the two backward plans of one uniform full
     product (then :func:`gradient_pair` applies), else ``None``."""
     px, py = block_program(plan_x, device, real), block_program(plan_y, device, real)
-    if px is None or py is None or (px.role, py.role) != ("x", "y") or px.layout is not py.layout:
+    if px is None or py is None or (px.role, py.role) != ("x", "y") or px.forward != py.forward:
         return None
     return px, py

@@ -82,7 +82,8 @@ class SO3vec:
 
     @classmethod
     def from_packed(cls, t: torch.Tensor, tau, basis: str = "complex") -> "SO3vec":
-        """From the packed layout ``(b..., dim)`` (see the module docstring)."""
+        """From the packed layout ``(b..., dim)`` (see the module docstring). The parts are views of
+        ``t`` when it is contiguous, and the vector keeps ``t`` for :meth:`packed`."""
         tau = SO3type(tau)
         if not isinstance(t, torch.Tensor) or t.dim() < 1 or t.shape[-1] != tau.dim:
             shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
@@ -94,7 +95,18 @@ class SO3vec:
             start += size
         vec = cls(parts, basis=basis)
         if t.is_contiguous():             # then the parts are views of t (packed() may return t)
-            vec._source = (t, tuple(vec.parts.values()))
+            vec._source = (t, tuple(vec.parts.values()), tuple(p.data_ptr() for p in vec.parts.values()))
+        return vec
+
+    @classmethod
+    def _from_trusted(cls, parts: dict, basis: str, source: torch.Tensor | None = None) -> "SO3vec":
+        """Internal constructor for parts valid by construction (l = 0..L in order, one batch shape,
+        dtype and device, a checked basis): no per-part checks. ``source``: the packed tensor the
+        parts are views of, kept for :meth:`packed` as :meth:`from_packed` does."""
+        vec = cls.__new__(cls)
+        vec.parts, vec.basis, vec._source = parts, basis, None
+        if source is not None and source.is_contiguous():
+            vec._source = (source, tuple(parts.values()), tuple(p.data_ptr() for p in parts.values()))
         return vec
 
     # ----------------------------------------------------------------- properties
@@ -132,14 +144,21 @@ class SO3vec:
         return len(self.parts)
 
     def packed(self) -> torch.Tensor:
-        """The packed layout ``(b..., dim)``. A vector made by :meth:`from_packed` (every product's
-        output) whose parts are still those views returns its source tensor, which shares memory
-        with the parts: no copy, and no full-size zero gradient per part in backward."""
-        if self._source is not None:
-            source, views = self._source
-            if len(views) == len(self.parts) and all(a is b for a, b in zip(views, self.parts.values())):
-                return source
+        """The packed layout ``(b..., dim)``. Like ``torch.reshape`` it may share memory with the
+        parts: a vector made by :meth:`from_packed` (every product's output) whose parts are still
+        those views, with their storage and ``requires_grad``, returns that tensor (no copy, and no
+        full-size zero gradient per part in backward); otherwise the parts are concatenated.
+        Clone the result before modifying it in place."""
+        if self._source is not None and self._source_is_current():
+            return self._source[0]
         return torch.cat([p.reshape(*self.batch, p.shape[-2] * p.shape[-1]) for p in self.parts.values()], -1)
+
+    def _source_is_current(self) -> bool:
+        source, views, pointers = self._source
+        parts = tuple(self.parts.values())
+        return (len(views) == len(parts) and all(a is b for a, b in zip(views, parts))
+                and all(p.data_ptr() == q and p.requires_grad == source.requires_grad
+                        for p, q in zip(parts, pointers)))
 
     def _map(self, fn) -> "SO3vec":
         return SO3vec({l: fn(l, p) for l, p in self.parts.items()}, basis=self.basis)
