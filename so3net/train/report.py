@@ -78,19 +78,24 @@ def plot_learning_curve(history: list[dict], path: str, units: dict) -> None:
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    axes[0].plot(epochs, [h["train_loss"] for h in history], label="train loss")
-    axes[0].set(xlabel="epoch", ylabel="normalised loss", yscale="log")
+    curves = []
     for key, label in (("valid_energy_mae", f"energy MAE ({units['energy']})"),
                        ("valid_force_mae", f"force MAE ({units['energy']}/{units['length']})")):
         values = [h.get(key) for h in history]
         if any(v is not None and np.isfinite(v) for v in values):
+            curves.append((values, label))
+    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(9 if curves else 5, 3.5), squeeze=False)
+    axes = axes[0]
+    axes[0].plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    axes[0].set(xlabel="epoch", ylabel="normalised loss", yscale="log")
+    if curves:                           # no validation set (n_valid = 0): the training loss alone
+        for values, label in curves:
             axes[1].plot(epochs, values, label=label)
-    axes[1].set(xlabel="epoch", ylabel="validation MAE", yscale="log")
+        axes[1].set(xlabel="epoch", ylabel="validation MAE", yscale="log")
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
         ax.grid(alpha=0.3)
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.14, top=0.95, wspace=0.32)  # tight_layout costs ~1 s
+    fig.subplots_adjust(left=0.1 if curves else 0.16, right=0.98, bottom=0.14, top=0.95, wspace=0.32)
     fig.savefig(path, dpi=100)
     plt.close(fig)
