@@ -98,13 +98,18 @@ def time_steps(model, inputs, steps: int, sync) -> list[float]:
         loss.backward()
         opt.step()
 
-    for _ in range(2):
-        step()
+    return timed(step, steps, sync, warmup=2)
+
+
+def timed(fn, repeats: int, sync, warmup: int = 1) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
     times = []
-    for _ in range(steps):
+    for _ in range(repeats):
         sync()
         t = time.perf_counter()
-        step()
+        fn()
         sync()
         times.append(time.perf_counter() - t)
     return times
@@ -138,18 +143,7 @@ def aggregation_peer(model, inputs, repeats: int = 3) -> tuple[float, float]:
         x_src = nbrs.gather(packed_to_mcn(x, tau).permute(1, 2, 0).contiguous(), dim=1)
         aggregate_messages(scalars, Y, x_src, plan).abs().square().sum().backward()
 
-    result = []
-    for f in (per_edge, layers):
-        f()
-        times = []
-        for _ in range(repeats):
-            sync()
-            t = time.perf_counter()
-            f()
-            sync()
-            times.append(time.perf_counter() - t)
-        result.append(min(times))
-    return result[0], result[1]
+    return min(timed(per_edge, repeats, sync)), min(timed(layers, repeats, sync))
 
 
 def main() -> None:

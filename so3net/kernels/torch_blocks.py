@@ -145,7 +145,7 @@ class BlockProgram:
     def step(self, dtype: torch.dtype) -> int:
         """Samples per chunk: the intermediate of a chunk stays in cache (about 1 MB)."""
         L = self.layout
-        return max(1, _CHUNK_BYTES // (L.rows2 * self.J * L.n1 * torch.empty(0, dtype=dtype).element_size()))
+        return max(1, _CHUNK_BYTES // (L.rows2 * self.J * L.n1 * dtype.itemsize))
 
     def scratch(self, n: int, like: torch.Tensor) -> torch.Tensor:
         L = self.layout
@@ -181,11 +181,15 @@ class BlockProgram:
         """The plan's output for packed ``a`` and ``b`` (conj already applied by the caller)."""
         n = a.shape[0]
         out = torch.empty(n, self.width(), dtype=a.dtype, device=a.device)
-        T, step = self.scratch(n, a), self.step(a.dtype)
-        for s in range(0, n, step):
-            e = min(n, s + step)
-            self.chunk(a[s:e], b[s:e], T[:e - s], out[s:e])
+        T = self.scratch(n, a)
+        for rows in _chunks(n, self.step(a.dtype)):
+            self.chunk(a[rows], b[rows], T[:rows.stop - rows.start], out[rows])
         return out
+
+
+def _chunks(n: int, step: int):
+    """Slices of ``step`` rows covering ``range(n)``."""
+    return (slice(s, min(n, s + step)) for s in range(0, n, step))
 
 
 def gradient_pair(px: BlockProgram, py: BlockProgram, gz: torch.Tensor, y: torch.Tensor, x: torch.Tensor):
@@ -194,11 +198,11 @@ def gradient_pair(px: BlockProgram, py: BlockProgram, gz: torch.Tensor, y: torch
     n = gz.shape[0]
     gx = torch.empty(n, px.width(), dtype=gz.dtype, device=gz.device)
     gy = torch.empty(n, py.width(), dtype=gz.dtype, device=gz.device)
-    Tx, Ty, step = px.scratch(n, gz), py.scratch(n, gz), px.step(gz.dtype)
-    for s in range(0, n, step):
-        e = min(n, s + step)
-        px.chunk(gz[s:e], y[s:e], Tx[:e - s], gx[s:e])
-        py.chunk(gz[s:e], x[s:e], Ty[:e - s], gy[s:e])
+    Tx, Ty = px.scratch(n, gz), py.scratch(n, gz)
+    for rows in _chunks(n, px.step(gz.dtype)):
+        k = rows.stop - rows.start
+        px.chunk(gz[rows], y[rows], Tx[:k], gx[rows])
+        py.chunk(gz[rows], x[rows], Ty[:k], gy[rows])
     return gx, gy
 
 

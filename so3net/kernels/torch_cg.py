@@ -68,10 +68,18 @@ def _real(t: torch.Tensor) -> torch.dtype:
     return t.real.dtype if t.is_complex() else t.dtype
 
 
+def _right(plan: CGPlan, b: torch.Tensor) -> torch.Tensor:
+    """The right operand as the plan reads it: ``conj(b)`` when ``plan.conj_right``."""
+    return b.conj() if plan.conj_right and b.is_complex() else b
+
+
+def _out(z: torch.Tensor, conj_out: bool) -> torch.Tensor:
+    return z.conj_physical_() if conj_out and z.is_complex() else z
+
+
 def _rowwise(plan: CGPlan, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     n = a.shape[0]
-    if plan.conj_right and b.is_complex():
-        b = b.conj()
+    b = _right(plan, b)
     whole = block_program(plan, a.device, _real(a)) if w is None and n else None
     if whole is not None:
         return whole(a, b)
@@ -102,7 +110,7 @@ def bilinear(plan: CGPlan, rows: RowMap | None, a, b, w, conj_out: bool) -> torc
         msgs = _rowwise(plan, a.index_select(0, rows.left), b.index_select(0, rows.right),
                         None if w is None else w.index_select(0, rows.weight))
         z = msgs.new_zeros(rows.n_out, plan.dim_out).index_add_(0, rows.out, msgs)
-    return z.conj_physical_() if conj_out and z.is_complex() else z
+    return _out(z, conj_out)
 
 
 def bilinear_pair(plan_a: CGPlan, conj_a: bool, plan_b: CGPlan, conj_b: bool, gz, b, a):
@@ -112,14 +120,8 @@ def bilinear_pair(plan_a: CGPlan, conj_a: bool, plan_b: CGPlan, conj_b: bool, gz
     pair = pair_programs(plan_a, plan_b, gz.device, _real(gz)) if gz.shape[0] else None
     if pair is None:
         return bilinear(plan_a, None, gz, b, None, conj_a), bilinear(plan_b, None, gz, a, None, conj_b)
-    if gz.is_complex():
-        b = b.conj() if plan_a.conj_right else b
-        a = a.conj() if plan_b.conj_right else a
-    ga, gb = gradient_pair(*pair, gz, b, a)
-    if gz.is_complex():
-        ga = ga.conj_physical_() if conj_a else ga
-        gb = gb.conj_physical_() if conj_b else gb
-    return ga, gb
+    ga, gb = gradient_pair(*pair, gz, _right(plan_a, b), _right(plan_b, a))
+    return _out(ga, conj_a), _out(gb, conj_b)
 
 
 @lru_cache(maxsize=1024)
@@ -130,8 +132,7 @@ def _weight_program(plan: CGPlan, device: torch.device, real: torch.dtype):
 
 
 def _rowwise_weight_grad(plan: CGPlan, g, a, b, conj_g: bool) -> torch.Tensor:
-    if plan.conj_right and b.is_complex():
-        b = b.conj()
+    b = _right(plan, b)
     gw = torch.empty(a.shape[0], plan.num_weights, dtype=_real(a), device=a.device)
     if a.shape[0] == 0:
         return gw

@@ -94,8 +94,7 @@ class SO3vec:
             parts[l] = t[..., start:start + size].reshape(*batch, 2 * l + 1, n)
             start += size
         vec = cls(parts, basis=basis)
-        if t.is_contiguous():             # then the parts are views of t (packed() may return t)
-            vec._source = (t, tuple(vec.parts.values()), tuple(p.data_ptr() for p in vec.parts.values()))
+        vec._keep_source(t)
         return vec
 
     @classmethod
@@ -105,9 +104,15 @@ class SO3vec:
         parts are views of, kept for :meth:`packed` as :meth:`from_packed` does."""
         vec = cls.__new__(cls)
         vec.parts, vec.basis, vec._source = parts, basis, None
-        if source is not None and source.is_contiguous():
-            vec._source = (source, tuple(parts.values()), tuple(p.data_ptr() for p in parts.values()))
+        if source is not None:
+            vec._keep_source(source)
         return vec
+
+    def _keep_source(self, t: torch.Tensor) -> None:
+        """Remember ``t`` for :meth:`packed` when it is contiguous (then the parts are its views)."""
+        if t.is_contiguous():
+            parts = tuple(self.parts.values())
+            self._source = (t, parts, tuple(p.data_ptr() for p in parts))
 
     # ----------------------------------------------------------------- properties
     @property
