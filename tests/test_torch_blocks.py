@@ -1,7 +1,7 @@
 """The whole-plan GEMM evaluation of uniform full products (so3net.kernels.torch_blocks)."""
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from so3net.kernels import torch_blocks, torch_cg
 from so3net.kernels.torch_blocks import _layout, block_program, pair_programs
@@ -12,14 +12,19 @@ DTYPES = {("complex", 64): torch.complex128, ("complex", 32): torch.complex64,
           ("real", 64): torch.float64, ("real", 32): torch.float32}
 
 
-@pytest.fixture(autouse=True)
-def every_uniform_plan_as_a_block(monkeypatch):
-    """Correctness is tested on small types, which the redundancy limit would send path by path."""
+CACHES = (torch_blocks._block_program, torch_blocks._pair_programs, torch_cg._program)
+
+
+@pytest.fixture(autouse=True, params=["native", "torch"])
+def every_uniform_plan_as_a_block(monkeypatch, request):
+    """Both CPU paths (compiled kernels for real dtypes, GEMMs); correctness is tested on small
+    types, which the redundancy limit would send path by path."""
+    monkeypatch.setenv("SO3NET_CPU_KERNELS", request.param)
     monkeypatch.setattr(torch_blocks, "MAX_REDUNDANCY", float("inf"))
-    for cached in (block_program, pair_programs, torch_cg._program):
+    for cached in CACHES:
         cached.cache_clear()
-    yield
-    for cached in (block_program, pair_programs, torch_cg._program):
+    yield request.param
+    for cached in CACHES:
         cached.cache_clear()
 
 
@@ -31,12 +36,15 @@ def _plans(tau1, tau2, maxl, basis):
 @given(n1=st.integers(1, 4), L1=st.integers(0, 3), n2=st.integers(1, 4), L2=st.integers(0, 3),
        maxl=st.one_of(st.none(), st.integers(0, 4)), basis=st.sampled_from(["complex", "real"]),
        batch=st.sampled_from([1, 2, 5]))
-@settings(max_examples=20, deadline=None)
-def test_uniform_full_product_and_gradients_equal_the_reference(n1, L1, n2, L2, maxl, basis, batch):
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_uniform_full_product_and_gradients_equal_the_reference(every_uniform_plan_as_a_block, n1, L1, n2, L2,
+                                                                maxl, basis, batch):
     plan, px, py = _plans((n1,) * (L1 + 1), (n2,) * (L2 + 1), maxl, basis)
-    for p in (plan, px, py):
-        assert block_program(p, CPU, torch.float64) is not None, p.name
     dtype = DTYPES[basis, 64]
+    compiled = every_uniform_plan_as_a_block == "native" and basis == "real"
+    for p in (plan, px, py):
+        program = block_program(p, CPU, dtype)
+        assert program is not None and (program.lib is not None) == compiled, p.name
     x = torch.randn(batch, plan.dim1, dtype=dtype, requires_grad=True)
     y = torch.randn(batch, plan.dim2, dtype=dtype, requires_grad=True)
     z, ref = torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan)
@@ -84,13 +92,15 @@ def test_non_uniform_and_other_kinds_are_not_block_programs():
     assert block_program(px.backward_plans[0], CPU, torch.float64) is None    # second-order plans: per path
 
 
-def test_redundant_plans_go_path_by_path(monkeypatch):
+def test_redundant_plans_go_path_by_path(monkeypatch, every_uniform_plan_as_a_block):
     monkeypatch.setattr(torch_blocks, "MAX_REDUNDANCY", 24.0)
-    block_program.cache_clear()
+    torch_blocks._block_program.cache_clear()
     dense = cg_plan((16, 16, 16), (16, 16, 16), 2, "full", "real")       # the benchmark: about 6x
     sparse = cg_plan((1,) * 7, (1,) * 7, 6, "full", "complex")             # l <= 6, one fragment: about 240x
     assert _layout(dense).redundancy < 24 < _layout(sparse).redundancy
     assert block_program(dense, CPU, torch.float32) is not None
-    assert block_program(sparse, CPU, torch.float64) is None
+    assert block_program(sparse, CPU, torch.complex128) is None          # GEMMs: too redundant
+    compiled = block_program(sparse, CPU, torch.float64)                  # sparse-exact: any redundancy
+    assert (compiled is not None) == (every_uniform_plan_as_a_block == "native")
     x, y = torch.randn(2, sparse.dim1, dtype=torch.complex128), torch.randn(2, sparse.dim2, dtype=torch.complex128)
     torch.testing.assert_close(torch_cg.cg_product(x, y, sparse), torch_cg.cg_product_reference(x, y, sparse))

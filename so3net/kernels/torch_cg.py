@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..plan import CGPlan
+from . import memory
 from .autograd import message_product, product
 from .checks import check_operands, check_weights
 from .rows import RowMap
@@ -80,13 +81,15 @@ def _out(z: torch.Tensor, conj_out: bool) -> torch.Tensor:
 def _rowwise(plan: CGPlan, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
     n = a.shape[0]
     b = _right(plan, b)
-    whole = block_program(plan, a.device, _real(a)) if w is None and n else None
+    whole = block_program(plan, a.device, a.dtype) if w is None and n else None
     if whole is not None:
         return whole(a, b)
     accumulate, steps = _program(plan, a.device, _real(a), w is not None)
-    z = (torch.zeros if accumulate or n == 0 else torch.empty)(n, plan.dim_out, dtype=a.dtype, device=a.device)
+    z = memory.empty(n, plan.dim_out, dtype=a.dtype, device=a.device)
     if n == 0:
         return z
+    if accumulate:
+        z.zero_()
     cache: dict = {}                     # operands shared by the paths of this call
     for l1, l2, l, run, target in steps:
         A, B = _part(a, plan.offsets1, plan.tau1, l1), _part(b, plan.offsets2, plan.tau2, l2)
@@ -109,7 +112,8 @@ def bilinear(plan: CGPlan, rows: RowMap | None, a, b, w, conj_out: bool) -> torc
     else:
         msgs = _rowwise(plan, a.index_select(0, rows.left), b.index_select(0, rows.right),
                         None if w is None else w.index_select(0, rows.weight))
-        z = msgs.new_zeros(rows.n_out, plan.dim_out).index_add_(0, rows.out, msgs)
+        z = memory.empty(rows.n_out, plan.dim_out, dtype=msgs.dtype, device=msgs.device).zero_()
+        z.index_add_(0, rows.out, msgs)
     return _out(z, conj_out)
 
 
@@ -117,7 +121,7 @@ def bilinear_pair(plan_a: CGPlan, conj_a: bool, plan_b: CGPlan, conj_b: bool, gz
     """``(bilinear(plan_a, None, gz, b, None, conj_a), bilinear(plan_b, None, gz, a, None, conj_b))``:
     the two input gradients of a product. For a uniform full product both are evaluated chunk by
     chunk in one pass over ``gz`` (:func:`.torch_blocks.gradient_pair`)."""
-    pair = pair_programs(plan_a, plan_b, gz.device, _real(gz)) if gz.shape[0] else None
+    pair = pair_programs(plan_a, plan_b, gz.device, gz.dtype) if gz.shape[0] else None
     if pair is None:
         return bilinear(plan_a, None, gz, b, None, conj_a), bilinear(plan_b, None, gz, a, None, conj_b)
     ga, gb = gradient_pair(*pair, gz, _right(plan_a, b), _right(plan_b, a))

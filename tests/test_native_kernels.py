@@ -1,0 +1,140 @@
+"""Compiled CPU kernels of the uniform full product (so3net.kernels.native) and large outputs on
+huge pages (so3net.kernels.memory)."""
+import warnings
+
+import pytest
+import torch
+
+from so3net.kernels import memory, native, torch_blocks, torch_cg
+from so3net.kernels.torch_blocks import _layout, block_program
+from so3net.plan import cg_plan
+
+CPU = torch.device("cpu")
+CACHES = (torch_blocks._block_program, torch_blocks._pair_programs, torch_cg._program)
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """Program caches and the loaded library forgotten before and after (a test changes the mode)."""
+    monkeypatch.setattr(native, "_loaded", {})
+    for cached in CACHES:
+        cached.cache_clear()
+    yield monkeypatch
+    for cached in CACHES:
+        cached.cache_clear()
+
+
+def _check(plan, dtype, batch=5, threads=1, tol=None):
+    lib = native.library()
+    tables = native.UniformTables(_layout(plan))
+    x64 = torch.randn(plan.dim1, batch, dtype=torch.float64).t()            # transposed storage
+    y64 = torch.randn(batch, plan.dim2, dtype=torch.float64)
+    x, y = x64.to(dtype), y64.to(dtype)
+    ref = torch_cg.cg_product_reference(x64.requires_grad_(), y64.requires_grad_(), plan)
+    g64 = torch.randn_like(ref)
+    want_x, want_y = torch.autograd.grad(ref, (x64, y64), g64)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        z = native.forward(lib, tables, x, y, torch.empty(batch, tables.width, dtype=dtype))
+        gx, gy = torch.empty(batch, plan.dim1, dtype=dtype), torch.empty(batch, plan.dim2, dtype=dtype)
+        native.backward(lib, tables, g64.to(dtype), x, y, gx, gy)
+        only_y = torch.full_like(gy, float("nan"))
+        native.backward(lib, tables, g64.to(dtype), x, None, None, only_y)
+    finally:
+        torch.set_num_threads(old)
+    tol = tol or ({"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-4})
+    torch.testing.assert_close(z.double(), ref.detach(), **tol)
+    torch.testing.assert_close(gx.double(), want_x, **tol)
+    torch.testing.assert_close(gy.double(), want_y, **tol)
+    torch.testing.assert_close(only_y, gy, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("n2", [8, 16, 32, 5, 12])            # unrolled variants and the generic one
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_compiled_product_and_gradients_equal_the_reference(fresh, n2, dtype):
+    fresh.setenv("SO3NET_CPU_KERNELS", "native")
+    _check(cg_plan((3, 3, 3), (n2,) * 3, 2, "full", "real"), dtype)
+
+
+@pytest.mark.parametrize("tau1,tau2,maxl", [((2,) * 4, (16,) * 3, None), ((1,), (8,) * 5, 4), ((4,) * 5, (1,) * 5, 6)])
+def test_compiled_kernels_on_other_shapes_and_two_threads(fresh, tau1, tau2, maxl):
+    fresh.setenv("SO3NET_CPU_KERNELS", "native")
+    _check(cg_plan(tau1, tau2, maxl, "full", "real"), torch.float64, batch=7, threads=2)
+
+
+def test_mode_is_explicit(fresh):
+    fresh.setenv("SO3NET_CPU_KERNELS", "fast")
+    with pytest.raises(ValueError, match="SO3NET_CPU_KERNELS must be one of"):
+        native.mode()
+    fresh.setenv("SO3NET_CPU_KERNELS", "torch")
+    assert native.library() is None and "SO3NET_CPU_KERNELS=torch" in native.status()
+    plan = cg_plan((4, 4), (4, 4), None, "full", "real")
+    assert block_program(plan, CPU, torch.float32).lib is None
+    fresh.setenv("SO3NET_CPU_KERNELS", "native")
+    assert block_program(plan, CPU, torch.float32).lib is not None
+    assert block_program(plan, CPU, torch.complex64).lib is None          # complex: always the GEMMs
+    assert native.status().startswith("compiled (")
+
+
+def test_missing_compiler_raises_in_native_mode_and_warns_in_auto_mode(fresh):
+    fresh.setenv("CC", "/nonexistent/cc")
+    fresh.setenv("SO3NET_CPU_KERNELS", "native")
+    with pytest.raises(RuntimeError, match="no C compiler: '/nonexistent/cc'"):
+        native.library()
+    fresh.setattr(native, "_loaded", {})
+    fresh.setenv("SO3NET_CPU_KERNELS", "auto")
+    with pytest.warns(RuntimeWarning, match="compiled CPU kernels unavailable.*no C compiler"):
+        assert native.library() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                     # warned once, not per call
+        plan = cg_plan((4, 4), (4, 4), None, "full", "real")
+        x, y = torch.randn(3, plan.dim1, dtype=torch.float64), torch.randn(3, plan.dim2, dtype=torch.float64)
+        torch.testing.assert_close(torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan))
+        assert block_program(plan, CPU, torch.float64).lib is None
+
+
+def test_a_failing_compilation_reports_the_compiler_output(fresh, tmp_path):
+    cc = tmp_path / "cc"
+    cc.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo fake 1.0; exit 0; fi\necho 'boom: bad flag' >&2\nexit 1\n")
+    cc.chmod(0o755)
+    fresh.setenv("CC", str(cc))
+    fresh.setenv("SO3NET_CACHE_DIR", str(tmp_path / "cache"))
+    fresh.setenv("SO3NET_CPU_KERNELS", "native")
+    with pytest.raises(RuntimeError, match="(?s)compiling uniform_cg.c .* failed.*boom: bad flag"):
+        native.library()
+
+
+def test_the_build_is_cached(fresh, tmp_path):
+    fresh.setenv("SO3NET_CACHE_DIR", str(tmp_path))
+    first = native._build()
+    stamp = first.stat().st_mtime_ns
+    assert native._build() == first and first.stat().st_mtime_ns == stamp
+    assert first.parent == tmp_path / "native"
+
+
+def test_large_outputs_are_advised_huge_pages():
+    small = memory.empty(3, 5, dtype=torch.float32, device=CPU)
+    assert small.shape == (3, 5) and small.dtype == torch.float32
+    big = memory.empty(2, memory.HUGE_PAGE_MIN_BYTES // 4, dtype=torch.float32, device=CPU)
+    big.fill_(1.5)
+    assert big.shape == (2, memory.HUGE_PAGE_MIN_BYTES // 4) and bool((big == 1.5).all())
+    if not memory.huge_pages_available():
+        pytest.skip("transparent huge pages are off on this machine: the advice cannot be observed")
+    assert "hg" in _vm_flags(big.data_ptr() + 4096), "the output's mapping lacks the huge-page advice (VmFlags hg)"
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The VmFlags of the mapping of this process that holds ``address`` (/proc/self/smaps)."""
+    with open("/proc/self/smaps") as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        head = line.split(" ", 1)[0]
+        if "-" not in head or not all(c in "0123456789abcdef-" for c in head):
+            continue
+        lo, hi = (int(v, 16) for v in head.split("-"))
+        if lo <= address < hi:
+            for rest in lines[i + 1:]:
+                if rest.startswith("VmFlags:"):
+                    return rest.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
