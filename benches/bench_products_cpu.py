@@ -2,7 +2,8 @@
 
 Configuration (issue 3): tau = (16,16,16) x (16,16,16), maxl 2, batch 1000, through the user API
 (``CGproduct`` of two ``SO3vec``), in the real basis (float32: the same products of the same
-irreps as e3nn) and the complex basis (complex64), beside e3nn
+irreps as e3nn) and the complex basis (complex64), each with the compiled CPU kernels
+(``SO3NET_CPU_KERNELS=native``, the default) and with the torch GEMM path (``=torch``), beside e3nn
 ``FullTensorProduct("16x0e+16x1o+16x2e", same, filter_ir_out=l <= 2)`` float32, all in one
 process with their repeats interleaved (so load from other processes hits all alike). Per
 implementation: median wall time and median process CPU time (which a shared machine inflates
@@ -41,16 +42,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from so3net.kernels import native  # noqa: E402
 from so3net.types import CGproduct, SO3vec, product_plan  # noqa: E402
 
 
-def so3net_step(batch: int, tau, maxl: int, basis: str):
+def so3net_step(batch: int, tau, maxl: int, basis: str, kernels: str):
+    """One forward + backward through the API with ``SO3NET_CPU_KERNELS=kernels`` in force."""
     x = SO3vec.randn(batch, tau, basis=basis).requires_grad_()
     y = SO3vec.randn(batch, tau, basis=basis).requires_grad_()
     inputs = list(x.parts.values()) + list(y.parts.values())
     g = torch.randn_like(CGproduct(x, y, maxl).packed())
 
     def step():
+        os.environ["SO3NET_CPU_KERNELS"] = kernels
         torch.autograd.grad(CGproduct(x, y, maxl).packed(), inputs, g)
     return step, product_plan(x, y, "full", maxl)
 
@@ -87,27 +91,34 @@ def main() -> None:
     args = ARGS
     torch.set_num_threads(args.threads)
     tau = (args.mul,) * 3
-    real, plan = so3net_step(args.batch, tau, args.maxl, "real")
-    cplx, cplan = so3net_step(args.batch, tau, args.maxl, "complex")
-    e3nn, irreps_out = e3nn_step(args.batch, args.mul, args.maxl)
-    names = {"real": "so3net CGproduct real basis float32", "complex": "so3net CGproduct complex64",
-             "e3nn": f"e3nn 0.6 FullTensorProduct float32 ({irreps_out.dim} dims)"}
-    times = measure({"real": real, "complex": cplx, "e3nn": e3nn}, args.repeats)
-    flops = {key: sum(p.flops(args.batch) for p in (q,) + tuple(q.backward_plans))
-             for key, q in (("real", plan), ("complex", cplan))}
+    steps, plans, names = {}, {}, {}
+    for basis, dtype in (("real", "real basis float32"), ("complex", "complex64")):
+        for kernels, how in (("native", "compiled"), ("torch", "torch GEMMs")):
+            key = f"{basis}/{kernels}"
+            steps[key], plans[key] = so3net_step(args.batch, tau, args.maxl, basis, kernels)
+            names[key] = f"so3net {dtype}, {how}"
+    steps["e3nn"], irreps_out = e3nn_step(args.batch, args.mul, args.maxl)
+    names["e3nn"] = f"e3nn 0.6 FullTensorProduct float32 ({irreps_out.dim} dims)"
+    times = measure(steps, args.repeats)
+    os.environ["SO3NET_CPU_KERNELS"] = "native"
+    plan = plans["real/native"]
     print(f"# {torch.get_num_threads()} torch threads, torch {torch.__version__}, batch {args.batch}, "
           f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, {args.repeats} interleaved repeats, "
           f"load average {os.getloadavg()[0]:.2f}")
+    print(f"# CPU kernels in force by default: {native.status()}")
     print(f"# CGproduct {tuple(plan.tau1)} x {tuple(plan.tau2)} maxl {args.maxl} -> {tuple(plan.tau_out)}, "
           f"forward + backward; speed-up = e3nn / so3net (target >= 10x)")
     e_wall, e_cpu = times["e3nn"]
-    for key in ("real", "complex", "e3nn"):
+    for key in steps:
         wall, cpu = times[key]
-        rate = f"{flops[key] / wall / 1e9:6.2f} GFLOP/s" if key != "e3nn" else " " * 14
-        ratio = f"speed-up wall {e_wall / wall:5.2f}x  cpu {e_cpu / cpu:5.2f}x" if key != "e3nn" else ""
+        if key == "e3nn":
+            rate, ratio = " " * 14, ""
+        else:
+            flops = sum(p.flops(args.batch) for p in (plans[key],) + tuple(plans[key].backward_plans))
+            rate = f"{flops / wall / 1e9:6.2f} GFLOP/s"
+            ratio = f"speed-up wall {e_wall / wall:5.2f}x  cpu {e_cpu / cpu:5.2f}x"
         print(f"{names[key]:46s} wall {wall * 1e3:8.1f} ms  cpu {cpu * 1e3:8.1f} ms  {rate}  {ratio}")
-
 
 if __name__ == "__main__":
     main()

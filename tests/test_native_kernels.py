@@ -27,8 +27,9 @@ def fresh(monkeypatch):
 def _check(plan, dtype, batch=5, threads=1, tol=None):
     lib = native.library()
     tables = native.UniformTables(_layout(plan))
-    x64 = torch.randn(plan.dim1, batch, dtype=torch.float64).t()            # transposed storage
-    y64 = torch.randn(batch, plan.dim2, dtype=torch.float64)
+    wide = torch.complex128 if dtype.is_complex else torch.float64
+    x64 = torch.randn(plan.dim1, batch, dtype=wide).t()                     # transposed storage
+    y64 = torch.randn(batch, plan.dim2, dtype=wide)
     x, y = x64.to(dtype), y64.to(dtype)
     ref = torch_cg.cg_product_reference(x64.requires_grad_(), y64.requires_grad_(), plan)
     g64 = torch.randn_like(ref)
@@ -38,23 +39,27 @@ def _check(plan, dtype, batch=5, threads=1, tol=None):
     try:
         z = native.forward(lib, tables, x, y, torch.empty(batch, tables.width, dtype=dtype))
         gx, gy = torch.empty(batch, plan.dim1, dtype=dtype), torch.empty(batch, plan.dim2, dtype=dtype)
-        native.backward(lib, tables, g64.to(dtype), x, y, gx, gy)
+        xc, yc = (x.conj(), y.conj()) if dtype.is_complex else (x, y)       # torch's complex gradients
+        native.backward(lib, tables, g64.to(dtype), xc, yc, gx, gy)         # lazily conjugated inputs
         only_y = torch.full_like(gy, float("nan"))
-        native.backward(lib, tables, g64.to(dtype), x, None, None, only_y)
+        native.backward(lib, tables, g64.to(dtype), xc, None, None, only_y)
     finally:
         torch.set_num_threads(old)
-    tol = tol or ({"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-4})
-    torch.testing.assert_close(z.double(), ref.detach(), **tol)
-    torch.testing.assert_close(gx.double(), want_x, **tol)
-    torch.testing.assert_close(gy.double(), want_y, **tol)
+    tol = tol or ({"rtol": 1e-12, "atol": 1e-12} if dtype in (torch.float64, torch.complex128)
+                  else {"rtol": 1e-5, "atol": 1e-4})
+    torch.testing.assert_close(z.to(wide), ref.detach(), **tol)
+    torch.testing.assert_close(gx.to(wide), want_x, **tol)
+    torch.testing.assert_close(gy.to(wide), want_y, **tol)
     torch.testing.assert_close(only_y, gy, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("n2", [8, 16, 32, 5, 12])            # unrolled variants and the generic one
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.complex128, torch.complex64])
 def test_compiled_product_and_gradients_equal_the_reference(fresh, n2, dtype):
+    """The kernels' bilinear forms (no conjugation) equal the product and torch autograd's
+    gradients of the oracle, given the conjugated operands for complex data."""
     fresh.setenv("SO3NET_CPU_KERNELS", "native")
-    _check(cg_plan((3, 3, 3), (n2,) * 3, 2, "full", "real"), dtype)
+    _check(cg_plan((3, 3, 3), (n2,) * 3, 2, "full", "complex" if dtype.is_complex else "real"), dtype)
 
 
 @pytest.mark.parametrize("tau1,tau2,maxl", [((2,) * 4, (16,) * 3, None), ((1,), (8,) * 5, 4), ((4,) * 5, (1,) * 5, 6)])
@@ -73,7 +78,7 @@ def test_mode_is_explicit(fresh):
     assert block_program(plan, CPU, torch.float32).lib is None
     fresh.setenv("SO3NET_CPU_KERNELS", "native")
     assert block_program(plan, CPU, torch.float32).lib is not None
-    assert block_program(plan, CPU, torch.complex64).lib is None          # complex: always the GEMMs
+    assert block_program(plan, CPU, torch.complex64).lib is not None
     assert native.status().startswith("compiled (")
 
 

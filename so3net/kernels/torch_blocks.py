@@ -14,9 +14,9 @@ GEMMs each (see its docstring); the last GEMM of the forward writes the packed o
 The dense GEMMs also multiply C's structural zeros: :attr:`_Layout.redundancy` is the ratio of
 their multiply-adds to the nonzero ones, and the GEMM evaluation is used only up to
 ``MAX_REDUNDANCY`` (about 6 for l <= 2 with 16 fragments, 17 for l <= 3 with 8; l = 4 with 4
-fragments is 48 and goes path by path, as do all larger l with few fragments). Real dtypes on the
-CPU take the compiled, sparse-exact kernels of :mod:`.native` instead (for any redundancy) unless
-``SO3NET_CPU_KERNELS=torch``; complex dtypes always take the GEMMs.
+fragments is 48 and goes path by path, as do all larger l with few fragments). CPU tensors take
+the compiled, sparse-exact kernels of :mod:`.native` instead (for any redundancy) unless
+``SO3NET_CPU_KERNELS=torch``.
 
 :func:`block_program` recognises the forward plan and both of its backward plans (by rebuilding
 the forward plan from a backward one) and returns ``None`` for anything else; the caller then
@@ -114,7 +114,7 @@ def _forward_of(plan: CGPlan) -> tuple[CGPlan, str] | None:
 
 class BlockProgram:
     """Evaluation of one role (``z``, ``x`` or ``y``) of a uniform full product on one device and
-    dtype. Real dtypes on the CPU run the compiled kernels of :mod:`.native` when they are in force
+    dtype. CPU tensors run the compiled kernels of :mod:`.native` when they are in force
     (``lib``; sparse-exact, any redundancy). Otherwise two batched GEMMs per call with the
     (R2 J, R1) coefficient matrix ``C[(q, j), p] = sum_k coef[j, k] [P1[j, k] = p] [P2[j, k] = q]``
     (built once)::
@@ -246,7 +246,7 @@ def _block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype, mode:
     layout = _layout(found[0])
     if layout is None:
         return None
-    lib = native.library() if device.type == "cpu" and not dtype.is_complex else None
+    lib = native.library() if device.type == "cpu" else None
     if lib is None and layout.redundancy > MAX_REDUNDANCY:
         return None
     real = dtype.to_real() if dtype.is_complex else dtype

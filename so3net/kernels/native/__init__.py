@@ -1,4 +1,4 @@
-"""Compiled CPU kernels for the uniform full CG product (real dtypes): forward and input gradients.
+"""Compiled CPU kernels for the uniform full CG product: forward and input gradients.
 
 The torch twin evaluates a uniform full product (every part of x has n1 fragments, every part of y
 has n2; see :mod:`..torch_blocks`) as dense batched GEMMs, which also multiply the structural zeros
@@ -13,7 +13,9 @@ loaded with ctypes; threads: ``torch.get_num_threads()``.
 Which path runs is explicit: ``SO3NET_CPU_KERNELS`` = ``auto`` (default: compiled kernels when a
 compiler is there; otherwise a warning, once, says why and the torch GEMM path runs),
 ``native`` (compiled kernels or a ``RuntimeError`` that says why) or ``torch`` (never compile).
-:func:`status` says what is in force. Complex dtypes always take the torch path.
+:func:`status` says what is in force. float32/float64 and complex64/complex128 (interleaved; the CG
+coefficients are real in both bases) are covered; the kernels compute plain bilinear forms, the
+callers pass conjugated operands where a plan reads them.
 """
 from __future__ import annotations
 
@@ -103,10 +105,11 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, lng, i = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
     for suffix in _SUFFIX.values():
         for variant in [f"n{n}" for n in _FIXED_N2] + ["any"]:
-            fwd = getattr(lib, f"uniform_cg_forward_{suffix}_{variant}")
-            fwd.argtypes, fwd.restype = [ctypes.POINTER(_Tables), p, lng, p, p, p, i], None
-            bwd = getattr(lib, f"uniform_cg_backward_{suffix}_{variant}")
-            bwd.argtypes, bwd.restype = [ctypes.POINTER(_Tables), p, p, lng, p, p, p, p, p, i], None
+            for kind in ("", "_complex"):
+                fwd = getattr(lib, f"uniform_cg_forward{kind}_{suffix}_{variant}")
+                fwd.argtypes, fwd.restype = [ctypes.POINTER(_Tables), p, lng, p, p, p, i], None
+                bwd = getattr(lib, f"uniform_cg_backward{kind}_{suffix}_{variant}")
+                bwd.argtypes, bwd.restype = [ctypes.POINTER(_Tables), p, p, lng, p, p, p, p, p, i], None
 
 
 def library() -> ctypes.CDLL | None:
@@ -188,28 +191,39 @@ def _ptr(t: torch.Tensor | None):
     return None if t is None else ctypes.c_void_p(t.data_ptr())
 
 
+def _dense(t: torch.Tensor | None) -> torch.Tensor | None:
+    """Row-major storage the kernels can read (a lazily conjugated tensor is conjugated here)."""
+    return None if t is None else t.resolve_conj().contiguous()
+
+
 def _function(lib, name: str, dtype: torch.dtype, n2: int):
-    if dtype not in _SUFFIX:
-        raise TypeError(f"compiled uniform CG kernels take float32 or float64, got {dtype}")
-    return getattr(lib, f"{name}_{_SUFFIX[dtype]}_{f'n{n2}' if n2 in _FIXED_N2 else 'any'}")
+    real = dtype.to_real() if dtype.is_complex else dtype
+    if real not in _SUFFIX:
+        raise TypeError(f"compiled uniform CG kernels take float32, float64, complex64 or complex128, got {dtype}")
+    kind = "_complex" if dtype.is_complex else ""
+    return getattr(lib, f"{name}{kind}_{_SUFFIX[real]}_{f'n{n2}' if n2 in _FIXED_N2 else 'any'}")
+
+
+def _coefficients(tables: UniformTables, dtype: torch.dtype):
+    return tables._coef[dtype.to_real() if dtype.is_complex else dtype]
 
 
 def forward(lib, tables: UniformTables, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``out (B, J n1 n2)`` = the product of packed ``x (B, R1 n1)`` and ``y (B, R2 n2)`` (CPU)."""
-    x, y = x.contiguous(), y.contiguous()
-    qc, _ = tables._coef[x.dtype]
-    _function(lib, "uniform_cg_forward", x.dtype, tables.n2)(ctypes.byref(tables.struct), _ptr(qc), x.shape[0], _ptr(x),
-                                                  _ptr(y), _ptr(out), torch.get_num_threads())
+    """``out (B, J n1 n2)`` = the product of packed ``x (B, R1 n1)`` and ``y (B, R2 n2)`` (CPU;
+    ``out`` contiguous, of their dtype)."""
+    x, y = _dense(x), _dense(y)
+    qc, _ = _coefficients(tables, x.dtype)
+    _function(lib, "uniform_cg_forward", x.dtype, tables.n2)(ctypes.byref(tables.struct), _ptr(qc), x.shape[0],
+                                                             _ptr(x), _ptr(y), _ptr(out), torch.get_num_threads())
     return out
 
 
 def backward(lib, tables: UniformTables, gz: torch.Tensor, x: torch.Tensor | None, y: torch.Tensor | None,
              gx: torch.Tensor | None, gy: torch.Tensor | None) -> None:
-    """Fill ``gx (B, R1 n1)`` (needs ``y``) and/or ``gy (B, R2 n2)`` (needs ``x``) from ``gz``."""
-    gz = gz.contiguous()
-    x = None if x is None else x.contiguous()
-    y = None if y is None else y.contiguous()
-    qc, pc = tables._coef[gz.dtype]
-    _function(lib, "uniform_cg_backward", gz.dtype, tables.n2)(ctypes.byref(tables.struct), _ptr(qc), _ptr(pc), gz.shape[0],
-                                                    _ptr(gz), _ptr(x), _ptr(y), _ptr(gx), _ptr(gy),
-                                                    torch.get_num_threads())
+    """Fill ``gx (B, R1 n1)`` (needs ``y``) and/or ``gy (B, R2 n2)`` (needs ``x``) from ``gz``
+    (contiguous outputs of gz's dtype): the bilinear forms of the module docstring, no conjugation."""
+    gz, x, y = _dense(gz), _dense(x), _dense(y)
+    qc, pc = _coefficients(tables, gz.dtype)
+    _function(lib, "uniform_cg_backward", gz.dtype, tables.n2)(ctypes.byref(tables.struct), _ptr(qc), _ptr(pc),
+                                                               gz.shape[0], _ptr(gz), _ptr(x), _ptr(y), _ptr(gx),
+                                                               _ptr(gy), torch.get_num_threads())

@@ -1,4 +1,4 @@
-/* Uniform full CG product and both input gradients, real dtypes, on the CPU.
+/* Uniform full CG product and both input gradients on the CPU (real and complex dtypes).
  *
  * Compiled on first use by so3net/kernels/native/__init__.py (which documents the tables); the
  * driver it writes includes this file once per (REAL, SUFFIX) = (float, f32) / (double, f64) and
@@ -50,10 +50,10 @@ typedef REAL NAME(vec) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
 #define NV (N2 / VW)                     /* whole vectors per row of n2 channels */
 #define NT (NV * VW)                     /* first channel of the scalar tail */
 
-/* S[g, :] for every q-group g of sample x. */
-static void NAME(scalars)(const Tables *T, const REAL *restrict qc, const REAL *restrict x, REAL *restrict S)
+/* S[g, :] for every q-group g of sample x, whose rows hold n1 reals (2 n1 for complex data). */
+static void NAME(scalars)(const Tables *T, long n1, const REAL *restrict qc, const REAL *restrict x,
+                          REAL *restrict S)
 {
-    const long n1 = T->n1;
     for (long g = 0; g < T->G; ++g) {
         REAL *restrict s = S + g * n1;
         for (long c = 0; c < n1; ++c) s[c] = 0;
@@ -76,7 +76,7 @@ void NAME(uniform_cg_forward)(const Tables *T, const REAL *qc, long B, const REA
         for (long b = 0; b < B; ++b) {
             const REAL *yb = y + b * T->R2 * N2;
             REAL *ob = out + b * width;
-            NAME(scalars)(T, qc, x + b * T->R1 * n1, S);
+            NAME(scalars)(T, n1, qc, x + b * T->R1 * n1, S);
             for (long j = 0; j < T->J; ++j) {
                 const long g0 = T->qrow[j], g1 = T->qrow[j + 1];
                 for (long c1 = 0; c1 < n1; ++c1) {
@@ -114,7 +114,7 @@ void NAME(uniform_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, 
             const REAL *gb = gz + b * width;
             REAL *gyb = gy ? gy + b * T->R2 * N2 : NULL;
             if (gy) {
-                NAME(scalars)(T, qc, x + b * T->R1 * n1, S);
+                NAME(scalars)(T, n1, qc, x + b * T->R1 * n1, S);
                 memset(gyb, 0, sizeof(REAL) * (size_t)(T->R2 * N2));
             }
             if (gx) {
@@ -169,6 +169,164 @@ void NAME(uniform_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, 
     }
 }
 
+/* Complex data (interleaved re, im; coefficients real). With s = S[g, c1] = sr + i si and, per
+ * sample, Ys[q] = i Y[q] (interleaved: -Im, Re):
+ *   Z[j, c1]  = sum_g sr Y[q_g] + si Ys[q_g]
+ *   gY[q]     = A[q] + i B[q],          A[q] += sr G[j, c1], B[q] += si G[j, c1]   (real sums)
+ *   gX[p, c1] = sum_c (even - odd lanes of A[p, c1]) + i sum_c (B[p, c1]),
+ *               A[p, c1] += W[h] * G[j, c1], B[p, c1] += Wsw[h] * G[j, c1]   (lane products)
+ * where Wsw swaps the re and im lanes of W. Every row of n2 complex numbers is 2 n2 reals. */
+#define L2 (2 * N2)                      /* reals per complex row of y, of G */
+#define LV (L2 / VW)
+#define LT (LV * VW)
+
+void NAME(uniform_cg_forward_complex)(const Tables *T, const REAL *qc, long B, const REAL *x, const REAL *y,
+                                      REAL *out, int threads)
+{
+    const long n1 = T->n1, width = T->J * n1 * L2;
+#pragma omp parallel num_threads(threads)
+    {
+        REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(T->G * 2 * n1 + 1));
+        REAL *Ys = (REAL *)malloc(sizeof(REAL) * (size_t)(T->R2 * L2 + 1));
+#pragma omp for schedule(static)
+        for (long b = 0; b < B; ++b) {
+            const REAL *yb = y + b * T->R2 * L2;
+            REAL *ob = out + b * width;
+            NAME(scalars)(T, 2 * n1, qc, x + b * T->R1 * 2 * n1, S);
+            for (long i = 0; i < T->R2 * L2; i += 2) {
+                Ys[i] = -yb[i + 1];
+                Ys[i + 1] = yb[i];
+            }
+            for (long j = 0; j < T->J; ++j) {
+                const long g0 = T->qrow[j], g1 = T->qrow[j + 1];
+                for (long c1 = 0; c1 < n1; ++c1) {
+                    REAL *o = ob + (j * n1 + c1) * L2;
+                    for (long v = 0; v < LV; ++v) {
+                        VEC acc = {0};
+                        for (long g = g0; g < g1; ++g) {
+                            const long row = T->qq[g] * L2 + v * VW;
+                            acc += S[g * 2 * n1 + 2 * c1] * LOADV(yb + row) + S[g * 2 * n1 + 2 * c1 + 1] * LOADV(Ys + row);
+                        }
+                        STOREV(o + v * VW, acc);
+                    }
+                    for (long c = LT; c < L2; ++c) {
+                        REAL acc = 0;
+                        for (long g = g0; g < g1; ++g)
+                            acc += S[g * 2 * n1 + 2 * c1] * yb[T->qq[g] * L2 + c] + S[g * 2 * n1 + 2 * c1 + 1] * Ys[T->qq[g] * L2 + c];
+                        o[c] = acc;
+                    }
+                }
+            }
+        }
+        free(S);
+        free(Ys);
+    }
+}
+
+void NAME(uniform_cg_backward_complex)(const Tables *T, const REAL *qc, const REAL *pc, long B, const REAL *gz,
+                                       const REAL *x, const REAL *y, REAL *gx, REAL *gy, int threads)
+{
+    const long n1 = T->n1, width = T->J * n1 * L2;
+#pragma omp parallel num_threads(threads)
+    {
+        REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(T->G * 2 * n1 + 1));
+        REAL *W = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->H * L2 + 1));          /* W, then Wsw */
+        REAL *acc = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->R1 * n1 * L2 + 1));  /* A, then B */
+        REAL *accy = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->R2 * L2 + 1));      /* A, then B */
+        REAL *Wsw = W + T->H * L2, *accB = acc + T->R1 * n1 * L2, *accyB = accy + T->R2 * L2;
+#pragma omp for schedule(static)
+        for (long b = 0; b < B; ++b) {
+            const REAL *gb = gz + b * width;
+            if (gy) {
+                NAME(scalars)(T, 2 * n1, qc, x + b * T->R1 * 2 * n1, S);
+                memset(accy, 0, sizeof(REAL) * (size_t)(2 * T->R2 * L2));
+            }
+            if (gx) {
+                const REAL *yb = y + b * T->R2 * L2;
+                for (long h = 0; h < T->H; ++h) {
+                    REAL *w = W + h * L2, *ws = Wsw + h * L2;
+                    for (long c = 0; c < L2; ++c) w[c] = 0;
+                    for (long t = T->pterm[h]; t < T->pterm[h + 1]; ++t)
+                        for (long c = 0; c < L2; ++c) w[c] += pc[t] * yb[T->pq[t] * L2 + c];
+                    for (long c = 0; c < L2; c += 2) {
+                        ws[c] = w[c + 1];
+                        ws[c + 1] = w[c];
+                    }
+                }
+                memset(acc, 0, sizeof(REAL) * (size_t)(2 * T->R1 * n1 * L2));
+            }
+            for (long j = 0; j < T->J; ++j) {
+                const REAL *gj = gb + j * n1 * L2;
+                if (gy)
+                    for (long g = T->qrow[j]; g < T->qrow[j + 1]; ++g) {
+                        const REAL *s = S + g * 2 * n1;
+                        REAL *a = accy + T->qq[g] * L2, *bb = accyB + T->qq[g] * L2;
+                        for (long v = 0; v < LV; ++v) {
+                            VEC sa = LOADV(a + v * VW), sb = LOADV(bb + v * VW);
+                            for (long c1 = 0; c1 < n1; ++c1) {
+                                const VEC gv = LOADV(gj + c1 * L2 + v * VW);
+                                sa += s[2 * c1] * gv;
+                                sb += s[2 * c1 + 1] * gv;
+                            }
+                            STOREV(a + v * VW, sa);
+                            STOREV(bb + v * VW, sb);
+                        }
+                        for (long c = LT; c < L2; ++c)
+                            for (long c1 = 0; c1 < n1; ++c1) {
+                                a[c] += s[2 * c1] * gj[c1 * L2 + c];
+                                bb[c] += s[2 * c1 + 1] * gj[c1 * L2 + c];
+                            }
+                    }
+                if (gx)
+                    for (long h = T->prow[j]; h < T->prow[j + 1]; ++h) {
+                        const REAL *w = W + h * L2, *ws = Wsw + h * L2;
+                        REAL *a = acc + T->pp[h] * n1 * L2, *bb = accB + T->pp[h] * n1 * L2;
+                        for (long v = 0; v < LV; ++v) {
+                            const VEC wv = LOADV(w + v * VW), wsv = LOADV(ws + v * VW);
+                            for (long c1 = 0; c1 < n1; ++c1) {
+                                const long at = c1 * L2 + v * VW;
+                                const VEC gv = LOADV(gj + at);
+                                STOREV(a + at, LOADV(a + at) + wv * gv);
+                                STOREV(bb + at, LOADV(bb + at) + wsv * gv);
+                            }
+                        }
+                        for (long c = LT; c < L2; ++c)
+                            for (long c1 = 0; c1 < n1; ++c1) {
+                                a[c1 * L2 + c] += w[c] * gj[c1 * L2 + c];
+                                bb[c1 * L2 + c] += ws[c] * gj[c1 * L2 + c];
+                            }
+                    }
+            }
+            if (gy) {
+                REAL *dst = gy + b * T->R2 * L2;
+                for (long i = 0; i < T->R2 * L2; i += 2) {
+                    dst[i] = accy[i] - accyB[i + 1];
+                    dst[i + 1] = accy[i + 1] + accyB[i];
+                }
+            }
+            if (gx) {
+                REAL *dst = gx + b * T->R1 * 2 * n1;
+                for (long r = 0; r < T->R1 * n1; ++r) {
+                    REAL re = 0, im = 0;
+                    for (long c = 0; c < L2; c += 2) {
+                        re += acc[r * L2 + c] - acc[r * L2 + c + 1];
+                        im += accB[r * L2 + c] + accB[r * L2 + c + 1];
+                    }
+                    dst[2 * r] = re;
+                    dst[2 * r + 1] = im;
+                }
+            }
+        }
+        free(S);
+        free(W);
+        free(acc);
+        free(accy);
+    }
+}
+
+#undef L2
+#undef LV
+#undef LT
 #undef VEC
 #undef VBYTES
 #undef VW
