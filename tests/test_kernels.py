@@ -28,7 +28,7 @@ def close(a, b, tol):
         return
     b = b.to(a.dtype)
     scale = max(1.0, float(b.detach().abs().max()))
-    err = float((a - b).abs().max())
+    err = float((a - b).detach().abs().max())
     assert err <= tol * scale, f"max error {err:.3g} > {tol:.1g} x {scale:.3g}"
 
 

@@ -69,7 +69,7 @@ void NAME(uniform_cg_forward)(const Tables *T, const REAL *qc, long B, const REA
                               int threads)
 {
     const long n1 = T->n1, width = T->J * n1 * N2;
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (threads > 1)
     {
         REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(T->G * n1 + 1));
 #pragma omp for schedule(static)
@@ -104,7 +104,7 @@ void NAME(uniform_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, 
                                const REAL *x, const REAL *y, REAL *gx, REAL *gy, int threads)
 {
     const long n1 = T->n1, width = T->J * n1 * N2;
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (threads > 1)
     {
         REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(T->G * n1 + 1));
         REAL *W = (REAL *)malloc(sizeof(REAL) * (size_t)(T->H * N2 + 1));
@@ -184,7 +184,7 @@ void NAME(uniform_cg_forward_complex)(const Tables *T, const REAL *qc, long B, c
                                       REAL *out, int threads)
 {
     const long n1 = T->n1, width = T->J * n1 * L2;
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (threads > 1)
     {
         REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(T->G * 2 * n1 + 1));
         REAL *Ys = (REAL *)malloc(sizeof(REAL) * (size_t)(T->R2 * L2 + 1));
@@ -227,7 +227,7 @@ void NAME(uniform_cg_backward_complex)(const Tables *T, const REAL *qc, const RE
                                        const REAL *x, const REAL *y, REAL *gx, REAL *gy, int threads)
 {
     const long n1 = T->n1, width = T->J * n1 * L2;
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (threads > 1)
     {
         REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(T->G * 2 * n1 + 1));
         REAL *W = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->H * L2 + 1));          /* W, then Wsw */
