@@ -3,7 +3,8 @@
 Configuration (issue 3): tau = (16,16,16) x (16,16,16), maxl 2, batch 1000, through the user API
 (``CGproduct`` of two ``SO3vec``), in the real basis (float32: the same products of the same
 irreps as e3nn) and the complex basis (complex64), each with the compiled CPU kernels
-(``SO3NET_CPU_KERNELS=native``, the default) and with the torch GEMM path (``=torch``), beside e3nn
+(``SO3NET_CPU_KERNELS=native``; the default ``auto`` takes them when a C compiler is there) and
+with the torch GEMM path (``=torch``), beside e3nn
 ``FullTensorProduct("16x0e+16x1o+16x2e", same, filter_ir_out=l <= 2)`` float32, all in one
 process with their repeats interleaved (so load from other processes hits all alike). Per
 implementation: median wall time and median process CPU time (which a shared machine inflates

@@ -143,3 +143,40 @@ def _vm_flags(address: int) -> list[str]:
                 if rest.startswith("VmFlags:"):
                     return rest.split()[1:]
     raise AssertionError(f"no mapping holds {address:#x}")
+
+
+def test_the_kernels_check_their_arguments(fresh):
+    fresh.setenv("SO3NET_CPU_KERNELS", "native")
+    lib, plan = native.library(), cg_plan((2, 2), (3, 3), None, "full", "real")
+    tables = native.UniformTables(_layout(plan))
+    x, y = torch.randn(4, plan.dim1, dtype=torch.float64), torch.randn(4, plan.dim2, dtype=torch.float64)
+    out = torch.empty(4, tables.width, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"out: expected a CPU tensor of shape \(4, \d+\) and dtype torch.float64"):
+        native.forward(lib, tables, x, y, out.float())
+    with pytest.raises(ValueError, match="y: expected"):
+        native.forward(lib, tables, x, y[:3], out)
+    with pytest.raises(ValueError, match="the output must be contiguous"):
+        native.forward(lib, tables, x, y, torch.empty(tables.width, 4, dtype=torch.float64).t())
+    with pytest.raises(TypeError, match="take float32, float64, complex64 or complex128"):
+        native.forward(lib, tables, x.half(), y.half(), out.half())
+    with pytest.raises(ValueError, match=r"y \(for gx\) is required"):
+        native.backward(lib, tables, out, x, None, torch.empty_like(x), None)
+    with pytest.raises(ValueError, match="needs gx, gy or both"):
+        native.backward(lib, tables, out, x, y, None, None)
+
+
+def test_lazily_negated_operands(fresh):
+    fresh.setenv("SO3NET_CPU_KERNELS", "native")
+    plan = cg_plan((2, 2), (3, 3), None, "full", "complex")
+    x = torch._neg_view(torch.randn(2, plan.dim1, dtype=torch.complex128))     # contiguous, negative bit set
+    y = torch.randn(2, plan.dim2, dtype=torch.complex128)
+    assert x.is_neg() and x.is_contiguous()
+    torch.testing.assert_close(torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan))
+
+
+def test_compiler_command_with_arguments_and_empty_cache_setting(fresh, tmp_path):
+    fresh.setenv("CC", "env cc")                                            # a wrapper, like "ccache gcc"
+    fresh.setenv("SO3NET_CACHE_DIR", "")
+    assert native._compiler()[1:] == ["cc"] and native._cache_dir().is_absolute()
+    fresh.setenv("SO3NET_CACHE_DIR", str(tmp_path))
+    assert native._build().exists()

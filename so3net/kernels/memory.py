@@ -1,9 +1,10 @@
 """Large CPU outputs on transparent huge pages.
 
-A fresh CPU tensor of tens of MB comes from ``mmap`` (glibc serves large allocations that way and
-unmaps them again on free), so the first write to each 4 KiB page costs a page fault: on the
-2-core development VM, 52 MB of fresh product output took 25-34 ms to fill against 6 ms for the
-same memory already mapped. :func:`empty` allocates with torch as usual and, for CPU tensors of at
+A fresh CPU tensor of tens of MB comes from ``mmap`` (glibc serves allocations above its mmap
+threshold that way, unmapping them again on free; the threshold adapts to freed sizes up to
+32 MB, so from about that size on every allocation is fresh), and the first write to each 4 KiB
+page costs a page fault: on the 2-core development VM, 52 MB of fresh product output took
+25-34 ms to fill against 6 ms for the same memory already mapped. :func:`empty` allocates with torch as usual and, for CPU tensors of at
 least :data:`HUGE_PAGE_MIN_BYTES`, advises the kernel (``madvise(MADV_HUGEPAGE)``, before any page
 is touched) to back the range with 2 MiB pages: one fault per 2 MiB (12-14 ms for the same fill).
 This is what torch's own ``THP_MEM_ALLOC_ENABLE=1`` does for every allocation, applied only to the
@@ -22,7 +23,8 @@ import torch
 
 __all__ = ["empty", "huge_pages_available", "HUGE_PAGE_MIN_BYTES"]
 
-HUGE_PAGE_MIN_BYTES = 8 << 20          # below this glibc soon reuses freed memory without new faults
+HUGE_PAGE_MIN_BYTES = 8 << 20          # smaller outputs: glibc soon reuses freed memory without new faults
+                                       # (advising heap memory between this and 32 MB is harmless)
 _MADV_HUGEPAGE = 14
 _PAGE = 4096
 

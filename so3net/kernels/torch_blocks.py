@@ -95,6 +95,12 @@ def _layout(plan: CGPlan) -> _Layout | None:
     return _Layout(n1, n2, int(first1[-1]), int(first2[-1]), P1, P2, coef)
 
 
+@lru_cache(maxsize=256)
+def _uniform_tables(forward: CGPlan) -> native.UniformTables:
+    """The compiled kernels' tables of a uniform forward plan (shared by its three roles)."""
+    return native.UniformTables(_layout(forward))
+
+
 def _forward_of(plan: CGPlan) -> tuple[CGPlan, str] | None:
     """``(forward plan, role)``: role ``"z"`` for a forward plan, ``"x"``/``"y"`` for its backward
     plans (see :attr:`so3net.plan.CGPlan.backward_plans`, whose paths are rebuilt here)."""
@@ -134,7 +140,7 @@ class BlockProgram:
         self.J = J
         self._coef = {}
         if lib is not None:
-            self.tables = native.UniformTables(layout)
+            self.tables = _uniform_tables(forward)
             return
         C = np.zeros((layout.rows2, J, layout.rows1))
         np.add.at(C, (layout.P2.reshape(-1), np.repeat(np.arange(J), K), layout.P1.reshape(-1)),

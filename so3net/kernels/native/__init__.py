@@ -23,6 +23,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -45,6 +46,7 @@ _DRIVER = "".join(f'#define REAL {real}\n#define SUFFIX {suffix}\n'
                   + '#define VARIANT any\n#include "uniform_cg.c"\n#undef VARIANT\n#undef REAL\n#undef SUFFIX\n'
                   for real, suffix in (("float", "f32"), ("double", "f64")))
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_COMPILE_TIMEOUT_S = 300
 _lock = threading.Lock()
 _loaded: dict = {}
 
@@ -66,20 +68,26 @@ def _cpu_signature() -> str:
         return platform.processor()
 
 
-def _compiler() -> str:
-    cc = os.environ.get("CC", "cc")
-    found = shutil.which(cc)
+def _compiler() -> list[str]:
+    """The compiler command (``$CC`` split like a shell would, e.g. ``ccache gcc``; default ``cc``)."""
+    command = shlex.split(os.environ.get("CC", "") or "cc")
+    found = shutil.which(command[0])
     if found is None:
-        raise RuntimeError(f"no C compiler: {cc!r} is not on PATH (install gcc, or set CC)")
-    return found
+        raise RuntimeError(f"no C compiler: {command[0]!r} is not on PATH (install gcc, or set CC)")
+    return [found, *command[1:]]
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("SO3NET_CACHE_DIR") or str(Path.home() / ".cache" / "so3net")
+    return Path(root) / "native"
 
 
 def _build() -> Path:
     cc = _compiler()
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=60).stdout
     key = hashlib.sha256("\0".join([_SOURCE.read_text(), _DRIVER, " ".join(_FLAGS), version,
                                     _cpu_signature()]).encode()).hexdigest()[:20]
-    cache = Path(os.environ.get("SO3NET_CACHE_DIR", Path.home() / ".cache" / "so3net")) / "native"
+    cache = _cache_dir()
     target = cache / f"uniform_cg-{key}.so"
     if target.exists():
         return target
@@ -88,28 +96,31 @@ def _build() -> Path:
         driver = Path(tmp) / "driver.c"
         driver.write_text(_DRIVER)
         built = Path(tmp) / "lib.so"
-        run = subprocess.run([cc, *_FLAGS, f"-I{_SOURCE.parent}", str(driver), "-o", str(built)],
-                             capture_output=True, text=True)
+        try:
+            run = subprocess.run([*cc, *_FLAGS, f"-I{_SOURCE.parent}", str(driver), "-o", str(built)],
+                                 capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S)
+        except subprocess.TimeoutExpired as err:
+            raise RuntimeError(f"compiling {_SOURCE.name} with {' '.join(cc)} took over {_COMPILE_TIMEOUT_S} s") from err
         if run.returncode != 0:
-            raise RuntimeError(f"compiling {_SOURCE.name} with {cc} failed:\n{run.stderr.strip()}")
+            raise RuntimeError(f"compiling {_SOURCE.name} with {' '.join(cc)} failed:\n{run.stderr.strip()}")
         os.replace(built, target)          # atomic: concurrent builders agree
     return target
 
 
 class _Tables(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_long) for name in ("J", "n1", "n2", "R1", "R2", "G", "H")] + \
+    _fields_ = [(name, ctypes.c_int64) for name in ("J", "n1", "n2", "R1", "R2", "G", "H")] + \
                [(name, ctypes.c_void_p) for name in ("qrow", "qq", "qterm", "qp", "prow", "pp", "pterm", "pq")]
 
 
 def _declare(lib: ctypes.CDLL) -> None:
-    p, lng, i = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
+    p, lng, i = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     for suffix in _SUFFIX.values():
         for variant in [f"n{n}" for n in _FIXED_N2] + ["any"]:
             for kind in ("", "_complex"):
                 fwd = getattr(lib, f"uniform_cg_forward{kind}_{suffix}_{variant}")
-                fwd.argtypes, fwd.restype = [ctypes.POINTER(_Tables), p, lng, p, p, p, i], None
+                fwd.argtypes, fwd.restype = [ctypes.POINTER(_Tables), p, lng, p, p, p, i], i
                 bwd = getattr(lib, f"uniform_cg_backward{kind}_{suffix}_{variant}")
-                bwd.argtypes, bwd.restype = [ctypes.POINTER(_Tables), p, p, lng, p, p, p, p, p, i], None
+                bwd.argtypes, bwd.restype = [ctypes.POINTER(_Tables), p, p, lng, p, p, p, p, p, i], i
 
 
 def library() -> ctypes.CDLL | None:
@@ -137,7 +148,7 @@ def library() -> ctypes.CDLL | None:
 
 
 def status() -> str:
-    """One line: which path uniform real CG products take on the CPU, and why."""
+    """One line: which path uniform full CG products take on the CPU, and why."""
     lib = library()
     if lib is not None:
         return f"compiled ({lib._name})"
@@ -192,14 +203,12 @@ def _ptr(t: torch.Tensor | None):
 
 
 def _dense(t: torch.Tensor | None) -> torch.Tensor | None:
-    """Row-major storage the kernels can read (a lazily conjugated tensor is conjugated here)."""
-    return None if t is None else t.resolve_conj().contiguous()
+    """Row-major storage the kernels can read (lazy conjugation and negation are applied here)."""
+    return None if t is None else t.resolve_conj().resolve_neg().contiguous()
 
 
 def _function(lib, name: str, dtype: torch.dtype, n2: int):
     real = dtype.to_real() if dtype.is_complex else dtype
-    if real not in _SUFFIX:
-        raise TypeError(f"compiled uniform CG kernels take float32, float64, complex64 or complex128, got {dtype}")
     kind = "_complex" if dtype.is_complex else ""
     return getattr(lib, f"{name}{kind}_{_SUFFIX[real]}_{f'n{n2}' if n2 in _FIXED_N2 else 'any'}")
 
@@ -208,13 +217,36 @@ def _coefficients(tables: UniformTables, dtype: torch.dtype):
     return tables._coef[dtype.to_real() if dtype.is_complex else dtype]
 
 
+def _check(name: str, t: torch.Tensor | None, width: int, batch: int, dtype: torch.dtype, output: bool = False):
+    """Raise unless ``t`` is a CPU tensor (batch, width) of ``dtype`` (and contiguous if an output)."""
+    if t is None:
+        raise ValueError(f"{name} is required here")
+    real = dtype.to_real() if dtype.is_complex else dtype
+    if real not in _SUFFIX:
+        raise TypeError(f"compiled uniform CG kernels take float32, float64, complex64 or complex128, got {dtype}")
+    if t.dtype != dtype or t.device.type != "cpu" or tuple(t.shape) != (batch, width):
+        raise ValueError(f"{name}: expected a CPU tensor of shape {(batch, width)} and dtype {dtype}, got "
+                         f"{tuple(t.shape)} {t.dtype} on {t.device}")
+    if output and not t.is_contiguous():
+        raise ValueError(f"{name}: the output must be contiguous")
+
+
+def _run(function, *args) -> None:
+    if function(*args, torch.get_num_threads()) != 0:
+        raise MemoryError("a compiled CG kernel could not allocate its per-thread scratch memory")
+
+
 def forward(lib, tables: UniformTables, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``out (B, J n1 n2)`` = the product of packed ``x (B, R1 n1)`` and ``y (B, R2 n2)`` (CPU;
-    ``out`` contiguous, of their dtype)."""
+    """``out (B, J n1 n2)`` = the product of packed ``x (B, R1 n1)`` and ``y (B, R2 n2)`` (CPU tensors
+    of one dtype; ``out`` contiguous). Shapes and dtypes are checked."""
+    batch = x.shape[0] if x.dim() == 2 else -1
+    _check("x", x, tables.R1 * tables.n1, batch, x.dtype)
+    _check("y", y, tables.R2 * tables.n2, batch, x.dtype)
+    _check("out", out, tables.width, batch, x.dtype, output=True)
     x, y = _dense(x), _dense(y)
     qc, _ = _coefficients(tables, x.dtype)
-    _function(lib, "uniform_cg_forward", x.dtype, tables.n2)(ctypes.byref(tables.struct), _ptr(qc), x.shape[0],
-                                                             _ptr(x), _ptr(y), _ptr(out), torch.get_num_threads())
+    _run(_function(lib, "uniform_cg_forward", x.dtype, tables.n2), ctypes.byref(tables.struct), _ptr(qc), batch,
+         _ptr(x), _ptr(y), _ptr(out))
     return out
 
 
@@ -222,8 +254,17 @@ def backward(lib, tables: UniformTables, gz: torch.Tensor, x: torch.Tensor | Non
              gx: torch.Tensor | None, gy: torch.Tensor | None) -> None:
     """Fill ``gx (B, R1 n1)`` (needs ``y``) and/or ``gy (B, R2 n2)`` (needs ``x``) from ``gz``
     (contiguous outputs of gz's dtype): the bilinear forms of the module docstring, no conjugation."""
+    batch = gz.shape[0] if gz.dim() == 2 else -1
+    _check("gz", gz, tables.width, batch, gz.dtype)
+    if gx is None and gy is None:
+        raise ValueError("backward needs gx, gy or both")
+    if gx is not None:
+        _check("gx", gx, tables.R1 * tables.n1, batch, gz.dtype, output=True)
+        _check("y (for gx)", y, tables.R2 * tables.n2, batch, gz.dtype)
+    if gy is not None:
+        _check("gy", gy, tables.R2 * tables.n2, batch, gz.dtype, output=True)
+        _check("x (for gy)", x, tables.R1 * tables.n1, batch, gz.dtype)
     gz, x, y = _dense(gz), _dense(x), _dense(y)
     qc, pc = _coefficients(tables, gz.dtype)
-    _function(lib, "uniform_cg_backward", gz.dtype, tables.n2)(ctypes.byref(tables.struct), _ptr(qc), _ptr(pc),
-                                                               gz.shape[0], _ptr(gz), _ptr(x), _ptr(y), _ptr(gx),
-                                                               _ptr(gy), torch.get_num_threads())
+    _run(_function(lib, "uniform_cg_backward", gz.dtype, tables.n2), ctypes.byref(tables.struct), _ptr(qc),
+         _ptr(pc), batch, _ptr(gz), _ptr(x), _ptr(y), _ptr(gx), _ptr(gy))

@@ -13,19 +13,22 @@
  * with S[g, c1] = sum_{terms t of q-group g} c_t X[p_t, c1] and W[h, :] = sum_{terms t of p-group h}
  * c_t Y[q_t, :], built once per sample. Only nonzero CG terms are read (terms of a row that share
  * their y-row, or x-row, are merged first). The channel loops run on GCC vectors (64 bytes where they tile a row, else 32); samples
- * are split over OpenMP threads.
+ * are split over OpenMP threads. Each function returns 0, or 1 when a thread could not allocate its
+ * scratch (then the outputs are incomplete and the caller raises).
  */
 #ifndef SO3NET_UNIFORM_TABLES
 #define SO3NET_UNIFORM_TABLES
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 /* Row j's q-groups are [qrow[j], qrow[j+1]); group g has y-row qq[g] and terms [qterm[g], qterm[g+1])
  * with x-rows qp[t] (coefficients qc[t], passed in the dtype). p-groups (h) likewise: prow, pp
  * (x-row), pterm, pq (y-rows; coefficients pc). */
+typedef int64_t idx;
 typedef struct {
-    long J, n1, n2, R1, R2, G, H;
-    const long *qrow, *qq, *qterm, *qp;
-    const long *prow, *pp, *pterm, *pq;
+    idx J, n1, n2, R1, R2, G, H;
+    const idx *qrow, *qq, *qterm, *qp;
+    const idx *prow, *pp, *pterm, *pq;
 } Tables;
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
@@ -39,11 +42,11 @@ typedef struct {
 #endif
 typedef REAL NAME(vec) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL)), may_alias));
 #define VEC NAME(vec)
-#define VW ((long)(VBYTES / sizeof(REAL)))
+#define VW ((idx)(VBYTES / sizeof(REAL)))
 #define LOADV(p) (*(const VEC *)(p))
 #define STOREV(p, v) (*(VEC *)(p) = (v))
 #ifdef FIXED_N2
-#define N2 ((long)FIXED_N2)
+#define N2 ((idx)FIXED_N2)
 #else
 #define N2 (T->n2)
 #endif
@@ -51,45 +54,49 @@ typedef REAL NAME(vec) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
 #define NT (NV * VW)                     /* first channel of the scalar tail */
 
 /* S[g, :] for every q-group g of sample x, whose rows hold n1 reals (2 n1 for complex data). */
-static void NAME(scalars)(const Tables *T, long n1, const REAL *restrict qc, const REAL *restrict x,
+static void NAME(scalars)(const Tables *T, idx n1, const REAL *restrict qc, const REAL *restrict x,
                           REAL *restrict S)
 {
-    for (long g = 0; g < T->G; ++g) {
+    for (idx g = 0; g < T->G; ++g) {
         REAL *restrict s = S + g * n1;
-        for (long c = 0; c < n1; ++c) s[c] = 0;
-        for (long t = T->qterm[g]; t < T->qterm[g + 1]; ++t) {
+        for (idx c = 0; c < n1; ++c) s[c] = 0;
+        for (idx t = T->qterm[g]; t < T->qterm[g + 1]; ++t) {
             const REAL w = qc[t];
             const REAL *restrict xr = x + T->qp[t] * n1;
-            for (long c = 0; c < n1; ++c) s[c] += w * xr[c];
+            for (idx c = 0; c < n1; ++c) s[c] += w * xr[c];
         }
     }
 }
 
-void NAME(uniform_cg_forward)(const Tables *T, const REAL *qc, long B, const REAL *x, const REAL *y, REAL *out,
+int NAME(uniform_cg_forward)(const Tables *T, const REAL *qc, idx B, const REAL *x, const REAL *y, REAL *out,
                               int threads)
 {
-    const long n1 = T->n1, width = T->J * n1 * N2;
+    const idx n1 = T->n1, width = T->J * n1 * N2;
+    int failed = 0;                      /* set by a thread whose scratch could not be allocated */
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(T->G * n1 + 1));
+        const int ok = S != NULL;
+        if (!ok) failed = 1;
 #pragma omp for schedule(static)
-        for (long b = 0; b < B; ++b) {
+        for (idx b = 0; b < B; ++b) {
+            if (!ok) continue;
             const REAL *yb = y + b * T->R2 * N2;
             REAL *ob = out + b * width;
             NAME(scalars)(T, n1, qc, x + b * T->R1 * n1, S);
-            for (long j = 0; j < T->J; ++j) {
-                const long g0 = T->qrow[j], g1 = T->qrow[j + 1];
-                for (long c1 = 0; c1 < n1; ++c1) {
+            for (idx j = 0; j < T->J; ++j) {
+                const idx g0 = T->qrow[j], g1 = T->qrow[j + 1];
+                for (idx c1 = 0; c1 < n1; ++c1) {
                     REAL *o = ob + (j * n1 + c1) * N2;
-                    for (long v = 0; v < NV; ++v) {
+                    for (idx v = 0; v < NV; ++v) {
                         VEC acc = {0};
-                        for (long g = g0; g < g1; ++g)
+                        for (idx g = g0; g < g1; ++g)
                             acc += S[g * n1 + c1] * LOADV(yb + T->qq[g] * N2 + v * VW);
                         STOREV(o + v * VW, acc);
                     }
-                    for (long c = NT; c < N2; ++c) {
+                    for (idx c = NT; c < N2; ++c) {
                         REAL acc = 0;
-                        for (long g = g0; g < g1; ++g) acc += S[g * n1 + c1] * yb[T->qq[g] * N2 + c];
+                        for (idx g = g0; g < g1; ++g) acc += S[g * n1 + c1] * yb[T->qq[g] * N2 + c];
                         o[c] = acc;
                     }
                 }
@@ -97,20 +104,25 @@ void NAME(uniform_cg_forward)(const Tables *T, const REAL *qc, long B, const REA
         }
         free(S);
     }
+    return failed;
 }
 
 /* gx (B, R1, n1) and/or gy (B, R2, n2); either may be NULL (then y, resp. x, may be NULL too). */
-void NAME(uniform_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, long B, const REAL *gz,
+int NAME(uniform_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, idx B, const REAL *gz,
                                const REAL *x, const REAL *y, REAL *gx, REAL *gy, int threads)
 {
-    const long n1 = T->n1, width = T->J * n1 * N2;
+    const idx n1 = T->n1, width = T->J * n1 * N2;
+    int failed = 0;                      /* set by a thread whose scratch could not be allocated */
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(T->G * n1 + 1));
         REAL *W = (REAL *)malloc(sizeof(REAL) * (size_t)(T->H * N2 + 1));
         REAL *acc = (REAL *)malloc(sizeof(REAL) * (size_t)(T->R1 * n1 * N2 + 1));
+        const int ok = S && W && acc;
+        if (!ok) failed = 1;
 #pragma omp for schedule(static)
-        for (long b = 0; b < B; ++b) {
+        for (idx b = 0; b < B; ++b) {
+            if (!ok) continue;
             const REAL *gb = gz + b * width;
             REAL *gyb = gy ? gy + b * T->R2 * N2 : NULL;
             if (gy) {
@@ -119,46 +131,46 @@ void NAME(uniform_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, 
             }
             if (gx) {
                 const REAL *yb = y + b * T->R2 * N2;
-                for (long h = 0; h < T->H; ++h) {
+                for (idx h = 0; h < T->H; ++h) {
                     REAL *w = W + h * N2;
-                    for (long c = 0; c < N2; ++c) w[c] = 0;
-                    for (long t = T->pterm[h]; t < T->pterm[h + 1]; ++t)
-                        for (long c = 0; c < N2; ++c) w[c] += pc[t] * yb[T->pq[t] * N2 + c];
+                    for (idx c = 0; c < N2; ++c) w[c] = 0;
+                    for (idx t = T->pterm[h]; t < T->pterm[h + 1]; ++t)
+                        for (idx c = 0; c < N2; ++c) w[c] += pc[t] * yb[T->pq[t] * N2 + c];
                 }
                 memset(acc, 0, sizeof(REAL) * (size_t)(T->R1 * n1 * N2));
             }
-            for (long j = 0; j < T->J; ++j) {
+            for (idx j = 0; j < T->J; ++j) {
                 const REAL *gj = gb + j * n1 * N2;
                 if (gy)
-                    for (long g = T->qrow[j]; g < T->qrow[j + 1]; ++g) {
+                    for (idx g = T->qrow[j]; g < T->qrow[j + 1]; ++g) {
                         const REAL *s = S + g * n1;
                         REAL *a = gyb + T->qq[g] * N2;
-                        for (long v = 0; v < NV; ++v) {
+                        for (idx v = 0; v < NV; ++v) {
                             VEC sum = LOADV(a + v * VW);
-                            for (long c1 = 0; c1 < n1; ++c1) sum += s[c1] * LOADV(gj + c1 * N2 + v * VW);
+                            for (idx c1 = 0; c1 < n1; ++c1) sum += s[c1] * LOADV(gj + c1 * N2 + v * VW);
                             STOREV(a + v * VW, sum);
                         }
-                        for (long c = NT; c < N2; ++c)
-                            for (long c1 = 0; c1 < n1; ++c1) a[c] += s[c1] * gj[c1 * N2 + c];
+                        for (idx c = NT; c < N2; ++c)
+                            for (idx c1 = 0; c1 < n1; ++c1) a[c] += s[c1] * gj[c1 * N2 + c];
                     }
                 if (gx)
-                    for (long h = T->prow[j]; h < T->prow[j + 1]; ++h) {
+                    for (idx h = T->prow[j]; h < T->prow[j + 1]; ++h) {
                         const REAL *w = W + h * N2;
                         REAL *a = acc + T->pp[h] * n1 * N2;
-                        for (long v = 0; v < NV; ++v) {
+                        for (idx v = 0; v < NV; ++v) {
                             const VEC wv = LOADV(w + v * VW);
-                            for (long c1 = 0; c1 < n1; ++c1)
+                            for (idx c1 = 0; c1 < n1; ++c1)
                                 STOREV(a + c1 * N2 + v * VW, LOADV(a + c1 * N2 + v * VW) + wv * LOADV(gj + c1 * N2 + v * VW));
                         }
-                        for (long c = NT; c < N2; ++c)
-                            for (long c1 = 0; c1 < n1; ++c1) a[c1 * N2 + c] += w[c] * gj[c1 * N2 + c];
+                        for (idx c = NT; c < N2; ++c)
+                            for (idx c1 = 0; c1 < n1; ++c1) a[c1 * N2 + c] += w[c] * gj[c1 * N2 + c];
                     }
             }
             if (gx) {
                 REAL *dst = gx + b * T->R1 * n1;
-                for (long r = 0; r < T->R1 * n1; ++r) {
+                for (idx r = 0; r < T->R1 * n1; ++r) {
                     REAL sum = 0;
-                    for (long c = 0; c < N2; ++c) sum += acc[r * N2 + c];
+                    for (idx c = 0; c < N2; ++c) sum += acc[r * N2 + c];
                     dst[r] = sum;
                 }
             }
@@ -167,6 +179,7 @@ void NAME(uniform_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, 
         free(W);
         free(acc);
     }
+    return failed;
 }
 
 /* Complex data (interleaved re, im; coefficients real). With s = S[g, c1] = sr + i si and, per
@@ -180,38 +193,42 @@ void NAME(uniform_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, 
 #define LV (L2 / VW)
 #define LT (LV * VW)
 
-void NAME(uniform_cg_forward_complex)(const Tables *T, const REAL *qc, long B, const REAL *x, const REAL *y,
+int NAME(uniform_cg_forward_complex)(const Tables *T, const REAL *qc, idx B, const REAL *x, const REAL *y,
                                       REAL *out, int threads)
 {
-    const long n1 = T->n1, width = T->J * n1 * L2;
+    const idx n1 = T->n1, width = T->J * n1 * L2;
+    int failed = 0;                      /* set by a thread whose scratch could not be allocated */
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(T->G * 2 * n1 + 1));
         REAL *Ys = (REAL *)malloc(sizeof(REAL) * (size_t)(T->R2 * L2 + 1));
+        const int ok = S && Ys;
+        if (!ok) failed = 1;
 #pragma omp for schedule(static)
-        for (long b = 0; b < B; ++b) {
+        for (idx b = 0; b < B; ++b) {
+            if (!ok) continue;
             const REAL *yb = y + b * T->R2 * L2;
             REAL *ob = out + b * width;
             NAME(scalars)(T, 2 * n1, qc, x + b * T->R1 * 2 * n1, S);
-            for (long i = 0; i < T->R2 * L2; i += 2) {
+            for (idx i = 0; i < T->R2 * L2; i += 2) {
                 Ys[i] = -yb[i + 1];
                 Ys[i + 1] = yb[i];
             }
-            for (long j = 0; j < T->J; ++j) {
-                const long g0 = T->qrow[j], g1 = T->qrow[j + 1];
-                for (long c1 = 0; c1 < n1; ++c1) {
+            for (idx j = 0; j < T->J; ++j) {
+                const idx g0 = T->qrow[j], g1 = T->qrow[j + 1];
+                for (idx c1 = 0; c1 < n1; ++c1) {
                     REAL *o = ob + (j * n1 + c1) * L2;
-                    for (long v = 0; v < LV; ++v) {
+                    for (idx v = 0; v < LV; ++v) {
                         VEC acc = {0};
-                        for (long g = g0; g < g1; ++g) {
-                            const long row = T->qq[g] * L2 + v * VW;
+                        for (idx g = g0; g < g1; ++g) {
+                            const idx row = T->qq[g] * L2 + v * VW;
                             acc += S[g * 2 * n1 + 2 * c1] * LOADV(yb + row) + S[g * 2 * n1 + 2 * c1 + 1] * LOADV(Ys + row);
                         }
                         STOREV(o + v * VW, acc);
                     }
-                    for (long c = LT; c < L2; ++c) {
+                    for (idx c = LT; c < L2; ++c) {
                         REAL acc = 0;
-                        for (long g = g0; g < g1; ++g)
+                        for (idx g = g0; g < g1; ++g)
                             acc += S[g * 2 * n1 + 2 * c1] * yb[T->qq[g] * L2 + c] + S[g * 2 * n1 + 2 * c1 + 1] * Ys[T->qq[g] * L2 + c];
                         o[c] = acc;
                     }
@@ -221,21 +238,27 @@ void NAME(uniform_cg_forward_complex)(const Tables *T, const REAL *qc, long B, c
         free(S);
         free(Ys);
     }
+    return failed;
 }
 
-void NAME(uniform_cg_backward_complex)(const Tables *T, const REAL *qc, const REAL *pc, long B, const REAL *gz,
+int NAME(uniform_cg_backward_complex)(const Tables *T, const REAL *qc, const REAL *pc, idx B, const REAL *gz,
                                        const REAL *x, const REAL *y, REAL *gx, REAL *gy, int threads)
 {
-    const long n1 = T->n1, width = T->J * n1 * L2;
+    const idx n1 = T->n1, width = T->J * n1 * L2;
+    int failed = 0;                      /* set by a thread whose scratch could not be allocated */
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(T->G * 2 * n1 + 1));
         REAL *W = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->H * L2 + 1));          /* W, then Wsw */
         REAL *acc = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->R1 * n1 * L2 + 1));  /* A, then B */
         REAL *accy = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->R2 * L2 + 1));      /* A, then B */
-        REAL *Wsw = W + T->H * L2, *accB = acc + T->R1 * n1 * L2, *accyB = accy + T->R2 * L2;
+        const int ok = S && W && acc && accy;
+        if (!ok) failed = 1;
+        REAL *Wsw = ok ? W + T->H * L2 : NULL, *accB = ok ? acc + T->R1 * n1 * L2 : NULL;
+        REAL *accyB = ok ? accy + T->R2 * L2 : NULL;
 #pragma omp for schedule(static)
-        for (long b = 0; b < B; ++b) {
+        for (idx b = 0; b < B; ++b) {
+            if (!ok) continue;
             const REAL *gb = gz + b * width;
             if (gy) {
                 NAME(scalars)(T, 2 * n1, qc, x + b * T->R1 * 2 * n1, S);
@@ -243,27 +266,27 @@ void NAME(uniform_cg_backward_complex)(const Tables *T, const REAL *qc, const RE
             }
             if (gx) {
                 const REAL *yb = y + b * T->R2 * L2;
-                for (long h = 0; h < T->H; ++h) {
+                for (idx h = 0; h < T->H; ++h) {
                     REAL *w = W + h * L2, *ws = Wsw + h * L2;
-                    for (long c = 0; c < L2; ++c) w[c] = 0;
-                    for (long t = T->pterm[h]; t < T->pterm[h + 1]; ++t)
-                        for (long c = 0; c < L2; ++c) w[c] += pc[t] * yb[T->pq[t] * L2 + c];
-                    for (long c = 0; c < L2; c += 2) {
+                    for (idx c = 0; c < L2; ++c) w[c] = 0;
+                    for (idx t = T->pterm[h]; t < T->pterm[h + 1]; ++t)
+                        for (idx c = 0; c < L2; ++c) w[c] += pc[t] * yb[T->pq[t] * L2 + c];
+                    for (idx c = 0; c < L2; c += 2) {
                         ws[c] = w[c + 1];
                         ws[c + 1] = w[c];
                     }
                 }
                 memset(acc, 0, sizeof(REAL) * (size_t)(2 * T->R1 * n1 * L2));
             }
-            for (long j = 0; j < T->J; ++j) {
+            for (idx j = 0; j < T->J; ++j) {
                 const REAL *gj = gb + j * n1 * L2;
                 if (gy)
-                    for (long g = T->qrow[j]; g < T->qrow[j + 1]; ++g) {
+                    for (idx g = T->qrow[j]; g < T->qrow[j + 1]; ++g) {
                         const REAL *s = S + g * 2 * n1;
                         REAL *a = accy + T->qq[g] * L2, *bb = accyB + T->qq[g] * L2;
-                        for (long v = 0; v < LV; ++v) {
+                        for (idx v = 0; v < LV; ++v) {
                             VEC sa = LOADV(a + v * VW), sb = LOADV(bb + v * VW);
-                            for (long c1 = 0; c1 < n1; ++c1) {
+                            for (idx c1 = 0; c1 < n1; ++c1) {
                                 const VEC gv = LOADV(gj + c1 * L2 + v * VW);
                                 sa += s[2 * c1] * gv;
                                 sb += s[2 * c1 + 1] * gv;
@@ -271,27 +294,27 @@ void NAME(uniform_cg_backward_complex)(const Tables *T, const REAL *qc, const RE
                             STOREV(a + v * VW, sa);
                             STOREV(bb + v * VW, sb);
                         }
-                        for (long c = LT; c < L2; ++c)
-                            for (long c1 = 0; c1 < n1; ++c1) {
+                        for (idx c = LT; c < L2; ++c)
+                            for (idx c1 = 0; c1 < n1; ++c1) {
                                 a[c] += s[2 * c1] * gj[c1 * L2 + c];
                                 bb[c] += s[2 * c1 + 1] * gj[c1 * L2 + c];
                             }
                     }
                 if (gx)
-                    for (long h = T->prow[j]; h < T->prow[j + 1]; ++h) {
+                    for (idx h = T->prow[j]; h < T->prow[j + 1]; ++h) {
                         const REAL *w = W + h * L2, *ws = Wsw + h * L2;
                         REAL *a = acc + T->pp[h] * n1 * L2, *bb = accB + T->pp[h] * n1 * L2;
-                        for (long v = 0; v < LV; ++v) {
+                        for (idx v = 0; v < LV; ++v) {
                             const VEC wv = LOADV(w + v * VW), wsv = LOADV(ws + v * VW);
-                            for (long c1 = 0; c1 < n1; ++c1) {
-                                const long at = c1 * L2 + v * VW;
+                            for (idx c1 = 0; c1 < n1; ++c1) {
+                                const idx at = c1 * L2 + v * VW;
                                 const VEC gv = LOADV(gj + at);
                                 STOREV(a + at, LOADV(a + at) + wv * gv);
                                 STOREV(bb + at, LOADV(bb + at) + wsv * gv);
                             }
                         }
-                        for (long c = LT; c < L2; ++c)
-                            for (long c1 = 0; c1 < n1; ++c1) {
+                        for (idx c = LT; c < L2; ++c)
+                            for (idx c1 = 0; c1 < n1; ++c1) {
                                 a[c1 * L2 + c] += w[c] * gj[c1 * L2 + c];
                                 bb[c1 * L2 + c] += ws[c] * gj[c1 * L2 + c];
                             }
@@ -299,16 +322,16 @@ void NAME(uniform_cg_backward_complex)(const Tables *T, const REAL *qc, const RE
             }
             if (gy) {
                 REAL *dst = gy + b * T->R2 * L2;
-                for (long i = 0; i < T->R2 * L2; i += 2) {
+                for (idx i = 0; i < T->R2 * L2; i += 2) {
                     dst[i] = accy[i] - accyB[i + 1];
                     dst[i + 1] = accy[i + 1] + accyB[i];
                 }
             }
             if (gx) {
                 REAL *dst = gx + b * T->R1 * 2 * n1;
-                for (long r = 0; r < T->R1 * n1; ++r) {
+                for (idx r = 0; r < T->R1 * n1; ++r) {
                     REAL re = 0, im = 0;
-                    for (long c = 0; c < L2; c += 2) {
+                    for (idx c = 0; c < L2; c += 2) {
                         re += acc[r * L2 + c] - acc[r * L2 + c + 1];
                         im += accB[r * L2 + c] + accB[r * L2 + c + 1];
                     }
@@ -322,6 +345,7 @@ void NAME(uniform_cg_backward_complex)(const Tables *T, const REAL *qc, const RE
         free(acc);
         free(accy);
     }
+    return failed;
 }
 
 #undef L2
