@@ -53,17 +53,19 @@ typedef REAL NAME(vec) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
 #define NV (N2 / VW)                     /* whole vectors per row of n2 channels */
 #define NT (NV * VW)                     /* first channel of the scalar tail */
 
-/* S[g, :] for every q-group g of sample x, whose rows hold n1 reals (2 n1 for complex data). */
-static void NAME(scalars)(const Tables *T, idx n1, const REAL *restrict qc, const REAL *restrict x,
-                          REAL *restrict S)
+/* dst[k, :] = sum_{t in [start[k], start[k+1])} coef[t] src[row[t], :] for the `groups` groups, rows of
+ * `len` reals: S from x with the q-groups (len n1, or 2 n1 for complex data), W from y with the
+ * p-groups (len n2, or 2 n2). */
+static void NAME(combine)(idx groups, const idx *restrict start, const idx *restrict row, const REAL *restrict coef,
+                          const REAL *restrict src, idx len, REAL *restrict dst)
 {
-    for (idx g = 0; g < T->G; ++g) {
-        REAL *restrict s = S + g * n1;
-        for (idx c = 0; c < n1; ++c) s[c] = 0;
-        for (idx t = T->qterm[g]; t < T->qterm[g + 1]; ++t) {
-            const REAL w = qc[t];
-            const REAL *restrict xr = x + T->qp[t] * n1;
-            for (idx c = 0; c < n1; ++c) s[c] += w * xr[c];
+    for (idx k = 0; k < groups; ++k) {
+        REAL *restrict d = dst + k * len;
+        for (idx c = 0; c < len; ++c) d[c] = 0;
+        for (idx t = start[k]; t < start[k + 1]; ++t) {
+            const REAL w = coef[t];
+            const REAL *restrict r = src + row[t] * len;
+            for (idx c = 0; c < len; ++c) d[c] += w * r[c];
         }
     }
 }
@@ -83,7 +85,7 @@ int NAME(uniform_cg_forward)(const Tables *T, const REAL *qc, idx B, const REAL 
             if (!ok) continue;
             const REAL *yb = y + b * T->R2 * N2;
             REAL *ob = out + b * width;
-            NAME(scalars)(T, n1, qc, x + b * T->R1 * n1, S);
+            NAME(combine)(T->G, T->qterm, T->qp, qc, x + b * T->R1 * n1, n1, S);
             for (idx j = 0; j < T->J; ++j) {
                 const idx g0 = T->qrow[j], g1 = T->qrow[j + 1];
                 for (idx c1 = 0; c1 < n1; ++c1) {
@@ -126,17 +128,11 @@ int NAME(uniform_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, i
             const REAL *gb = gz + b * width;
             REAL *gyb = gy ? gy + b * T->R2 * N2 : NULL;
             if (gy) {
-                NAME(scalars)(T, n1, qc, x + b * T->R1 * n1, S);
+                NAME(combine)(T->G, T->qterm, T->qp, qc, x + b * T->R1 * n1, n1, S);
                 memset(gyb, 0, sizeof(REAL) * (size_t)(T->R2 * N2));
             }
             if (gx) {
-                const REAL *yb = y + b * T->R2 * N2;
-                for (idx h = 0; h < T->H; ++h) {
-                    REAL *w = W + h * N2;
-                    for (idx c = 0; c < N2; ++c) w[c] = 0;
-                    for (idx t = T->pterm[h]; t < T->pterm[h + 1]; ++t)
-                        for (idx c = 0; c < N2; ++c) w[c] += pc[t] * yb[T->pq[t] * N2 + c];
-                }
+                NAME(combine)(T->H, T->pterm, T->pq, pc, y + b * T->R2 * N2, N2, W);
                 memset(acc, 0, sizeof(REAL) * (size_t)(T->R1 * n1 * N2));
             }
             for (idx j = 0; j < T->J; ++j) {
@@ -209,7 +205,7 @@ int NAME(uniform_cg_forward_complex)(const Tables *T, const REAL *qc, idx B, con
             if (!ok) continue;
             const REAL *yb = y + b * T->R2 * L2;
             REAL *ob = out + b * width;
-            NAME(scalars)(T, 2 * n1, qc, x + b * T->R1 * 2 * n1, S);
+            NAME(combine)(T->G, T->qterm, T->qp, qc, x + b * T->R1 * 2 * n1, 2 * n1, S);
             for (idx i = 0; i < T->R2 * L2; i += 2) {
                 Ys[i] = -yb[i + 1];
                 Ys[i + 1] = yb[i];
@@ -261,20 +257,14 @@ int NAME(uniform_cg_backward_complex)(const Tables *T, const REAL *qc, const REA
             if (!ok) continue;
             const REAL *gb = gz + b * width;
             if (gy) {
-                NAME(scalars)(T, 2 * n1, qc, x + b * T->R1 * 2 * n1, S);
+                NAME(combine)(T->G, T->qterm, T->qp, qc, x + b * T->R1 * 2 * n1, 2 * n1, S);
                 memset(accy, 0, sizeof(REAL) * (size_t)(2 * T->R2 * L2));
             }
             if (gx) {
-                const REAL *yb = y + b * T->R2 * L2;
-                for (idx h = 0; h < T->H; ++h) {
-                    REAL *w = W + h * L2, *ws = Wsw + h * L2;
-                    for (idx c = 0; c < L2; ++c) w[c] = 0;
-                    for (idx t = T->pterm[h]; t < T->pterm[h + 1]; ++t)
-                        for (idx c = 0; c < L2; ++c) w[c] += pc[t] * yb[T->pq[t] * L2 + c];
-                    for (idx c = 0; c < L2; c += 2) {
-                        ws[c] = w[c + 1];
-                        ws[c + 1] = w[c];
-                    }
+                NAME(combine)(T->H, T->pterm, T->pq, pc, y + b * T->R2 * L2, L2, W);
+                for (idx i = 0; i < T->H * L2; i += 2) {
+                    Wsw[i] = W[i + 1];
+                    Wsw[i + 1] = W[i];
                 }
                 memset(acc, 0, sizeof(REAL) * (size_t)(2 * T->R1 * n1 * L2));
             }
