@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from so3net.kernels import memory, native, torch_blocks, torch_cg
-from so3net.kernels.torch_blocks import _layout, block_program
+from so3net.kernels.torch_blocks import CompiledProgram, block_program
 from so3net.plan import cg_plan
 
 CPU = torch.device("cpu")
@@ -26,7 +26,7 @@ def fresh(monkeypatch):
 
 def _check(plan, dtype, batch=5, threads=1, tol=None):
     lib = native.library()
-    tables = native.UniformTables(_layout(plan))
+    tables = native.tables(plan)
     wide = torch.complex128 if dtype.is_complex else torch.float64
     x64 = torch.randn(plan.dim1, batch, dtype=wide).t()                     # transposed storage
     y64 = torch.randn(batch, plan.dim2, dtype=wide)
@@ -37,7 +37,7 @@ def _check(plan, dtype, batch=5, threads=1, tol=None):
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        z = native.forward(lib, tables, x, y, torch.empty(batch, tables.width, dtype=dtype))
+        z = native.forward(lib, tables, x, y, torch.empty(batch, tables.dim_out, dtype=dtype))
         gx, gy = torch.empty(batch, plan.dim1, dtype=dtype), torch.empty(batch, plan.dim2, dtype=dtype)
         xc, yc = (x.conj(), y.conj()) if dtype.is_complex else (x, y)       # torch's complex gradients
         native.backward(lib, tables, g64.to(dtype), xc, yc, gx, gy)         # lazily conjugated inputs
@@ -53,7 +53,7 @@ def _check(plan, dtype, batch=5, threads=1, tol=None):
     torch.testing.assert_close(only_y, gy, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("n2", [8, 16, 32, 5, 12])            # unrolled variants and the generic one
+@pytest.mark.parametrize("n2", [4, 8, 16, 32, 5, 12])         # unrolled variants and the generic one
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.complex128, torch.complex64])
 def test_compiled_product_and_gradients_equal_the_reference(fresh, n2, dtype):
     """The kernels' bilinear forms (no conjugation) equal the product and torch autograd's
@@ -62,10 +62,16 @@ def test_compiled_product_and_gradients_equal_the_reference(fresh, n2, dtype):
     _check(cg_plan((3, 3, 3), (n2,) * 3, 2, "full", "complex" if dtype.is_complex else "real"), dtype)
 
 
-@pytest.mark.parametrize("tau1,tau2,maxl", [((2,) * 4, (16,) * 3, None), ((1,), (8,) * 5, 4), ((4,) * 5, (1,) * 5, 6)])
-def test_compiled_kernels_on_other_shapes_and_two_threads(fresh, tau1, tau2, maxl):
+@pytest.mark.parametrize("tau1,tau2,maxl", [((2,) * 4, (16,) * 3, None), ((1,), (8,) * 5, 4), ((4,) * 5, (1,) * 5, 6),
+                                             ((3, 1, 2), (16, 5, 0, 2), 3), ((2, 0, 3), (8, 8, 8), None)])
+@pytest.mark.parametrize("basis", ["real", "complex"])
+def test_compiled_kernels_on_other_shapes_and_two_threads(fresh, tau1, tau2, maxl, basis):
     fresh.setenv("SO3NET_CPU_KERNELS", "native")
-    _check(cg_plan(tau1, tau2, maxl, "full", "real"), torch.float64, batch=7, threads=2)
+    plan = cg_plan(tau1, tau2, maxl, "full", basis)
+    _check(plan, torch.complex128 if basis == "complex" else torch.float64, batch=7, threads=2)
+    uniform_y = len({n for n in tau2 if n}) == 1 and tau2[0] in (4, 8, 16, 32)
+    assert native.tables(plan).variant(torch.float64) == (f"n{tau2[0]}" if uniform_y else "any16")
+    assert native.tables(cg_plan((2, 1), (8, 16), None, "full", basis)).variant(torch.float32) == "any32"
 
 
 def test_mode_is_explicit(fresh):
@@ -75,10 +81,10 @@ def test_mode_is_explicit(fresh):
     fresh.setenv("SO3NET_CPU_KERNELS", "torch")
     assert native.library() is None and "SO3NET_CPU_KERNELS=torch" in native.status()
     plan = cg_plan((4, 4), (4, 4), None, "full", "real")
-    assert block_program(plan, CPU, torch.float32).lib is None
+    assert not isinstance(block_program(plan, CPU, torch.float32), CompiledProgram)
     fresh.setenv("SO3NET_CPU_KERNELS", "native")
-    assert block_program(plan, CPU, torch.float32).lib is not None
-    assert block_program(plan, CPU, torch.complex64).lib is not None
+    assert isinstance(block_program(plan, CPU, torch.float32), CompiledProgram)
+    assert isinstance(block_program(plan, CPU, torch.complex64), CompiledProgram)
     assert native.status().startswith("compiled (")
 
 
@@ -96,17 +102,18 @@ def test_missing_compiler_raises_in_native_mode_and_warns_in_auto_mode(fresh):
         plan = cg_plan((4, 4), (4, 4), None, "full", "real")
         x, y = torch.randn(3, plan.dim1, dtype=torch.float64), torch.randn(3, plan.dim2, dtype=torch.float64)
         torch.testing.assert_close(torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan))
-        assert block_program(plan, CPU, torch.float64).lib is None
+        assert not isinstance(block_program(plan, CPU, torch.float64), CompiledProgram)
 
 
 def test_a_failing_compilation_reports_the_compiler_output(fresh, tmp_path):
     cc = tmp_path / "cc"
-    cc.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo fake 1.0; exit 0; fi\necho 'boom: bad flag' >&2\nexit 1\n")
+    cc.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo fake 1.0; exit 0; fi\n"
+                  "echo 'boom: bad flag' >&2\nexit 1\n")
     cc.chmod(0o755)
     fresh.setenv("CC", str(cc))
     fresh.setenv("SO3NET_CACHE_DIR", str(tmp_path / "cache"))
     fresh.setenv("SO3NET_CPU_KERNELS", "native")
-    with pytest.raises(RuntimeError, match="(?s)compiling uniform_cg.c .* failed.*boom: bad flag"):
+    with pytest.raises(RuntimeError, match="(?s)compiling full_cg.c .* failed.*boom: bad flag"):
         native.library()
 
 
@@ -148,15 +155,15 @@ def _vm_flags(address: int) -> list[str]:
 def test_the_kernels_check_their_arguments(fresh):
     fresh.setenv("SO3NET_CPU_KERNELS", "native")
     lib, plan = native.library(), cg_plan((2, 2), (3, 3), None, "full", "real")
-    tables = native.UniformTables(_layout(plan))
+    tables = native.tables(plan)
     x, y = torch.randn(4, plan.dim1, dtype=torch.float64), torch.randn(4, plan.dim2, dtype=torch.float64)
-    out = torch.empty(4, tables.width, dtype=torch.float64)
+    out = torch.empty(4, tables.dim_out, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"out: expected a CPU tensor of shape \(4, \d+\) and dtype torch.float64"):
         native.forward(lib, tables, x, y, out.float())
     with pytest.raises(ValueError, match="y: expected"):
         native.forward(lib, tables, x, y[:3], out)
     with pytest.raises(ValueError, match="the output must be contiguous"):
-        native.forward(lib, tables, x, y, torch.empty(tables.width, 4, dtype=torch.float64).t())
+        native.forward(lib, tables, x, y, torch.empty(tables.dim_out, 4, dtype=torch.float64).t())
     with pytest.raises(TypeError, match="take float32, float64, complex64 or complex128"):
         native.forward(lib, tables, x.half(), y.half(), out.half())
     with pytest.raises(ValueError, match=r"y \(for gx\) is required"):

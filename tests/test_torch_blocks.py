@@ -4,7 +4,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from so3net.kernels import torch_blocks, torch_cg
-from so3net.kernels.torch_blocks import _layout, block_program, pair_programs
+from so3net.kernels.torch_blocks import CompiledProgram, _layout, block_program, pair_programs
 from so3net.plan import cg_plan
 
 CPU = torch.device("cpu")
@@ -16,7 +16,7 @@ CACHES = (torch_blocks._block_program, torch_blocks._pair_programs, torch_cg._pr
 
 
 @pytest.fixture(autouse=True, params=["native", "torch"])
-def every_uniform_plan_as_a_block(monkeypatch, request):
+def cpu_kernels(monkeypatch, request):
     """Both CPU paths (compiled kernels for real dtypes, GEMMs); correctness is tested on small
     types, which the redundancy limit would send path by path."""
     monkeypatch.setenv("SO3NET_CPU_KERNELS", request.param)
@@ -37,14 +37,14 @@ def _plans(tau1, tau2, maxl, basis):
        maxl=st.one_of(st.none(), st.integers(0, 4)), basis=st.sampled_from(["complex", "real"]),
        batch=st.sampled_from([1, 2, 5]))
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_uniform_full_product_and_gradients_equal_the_reference(every_uniform_plan_as_a_block, n1, L1, n2, L2,
+def test_uniform_full_product_and_gradients_equal_the_reference(cpu_kernels, n1, L1, n2, L2,
                                                                 maxl, basis, batch):
     plan, px, py = _plans((n1,) * (L1 + 1), (n2,) * (L2 + 1), maxl, basis)
     dtype = DTYPES[basis, 64]
-    compiled = every_uniform_plan_as_a_block == "native"
+    compiled = cpu_kernels == "native"
     for p in (plan, px, py):
         program = block_program(p, CPU, dtype)
-        assert program is not None and (program.lib is not None) == compiled, p.name
+        assert program is not None and isinstance(program, CompiledProgram) == compiled, p.name
     x = torch.randn(batch, plan.dim1, dtype=dtype, requires_grad=True)
     y = torch.randn(batch, plan.dim2, dtype=dtype, requires_grad=True)
     z, ref = torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan)
@@ -84,15 +84,36 @@ def test_batch_zero_strided_and_expanded_operands():
     torch.testing.assert_close(torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan))
 
 
-def test_non_uniform_and_other_kinds_are_not_block_programs():
-    assert block_program(cg_plan((2, 3), (2, 2), None, "full", "complex"), CPU, torch.float64) is None
+def test_non_uniform_full_products_are_compiled_programs_only(cpu_kernels):
+    program = block_program(cg_plan((2, 3), (2, 2), None, "full", "complex"), CPU, torch.float64)
+    assert isinstance(program, CompiledProgram) if cpu_kernels == "native" else program is None
+
+
+@given(tau1=st.lists(st.integers(0, 4), min_size=1, max_size=4),
+       tau2=st.lists(st.integers(0, 4), min_size=1, max_size=4),
+       maxl=st.one_of(st.none(), st.integers(0, 4)), basis=st.sampled_from(["complex", "real"]))
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_full_product_and_gradients_equal_the_reference(cpu_kernels, tau1, tau2, maxl, basis):
+    plan = cg_plan(tuple(tau1), tuple(tau2), maxl, "full", basis)
+    dtype = DTYPES[basis, 64]
+    x = torch.randn(3, plan.dim1, dtype=dtype, requires_grad=True)
+    y = torch.randn(3, plan.dim2, dtype=dtype, requires_grad=True)
+    z, ref = torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan)
+    torch.testing.assert_close(z, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(z)
+    if z.numel():
+        for a, b in zip(torch.autograd.grad(z, (x, y), g), torch.autograd.grad(ref, (x, y), g)):
+            torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
+def test_other_kinds_are_not_block_programs():
     assert block_program(cg_plan((2, 2), (2, 2), None, "diag", "complex"), CPU, torch.float64) is None
     assert block_program(cg_plan((2, 2), (2, 2), None, "square", "real"), CPU, torch.float64) is None
     px, _ = cg_plan((2, 2), (2, 2), None, "full", "complex").backward_plans
     assert block_program(px.backward_plans[0], CPU, torch.float64) is None    # second-order plans: per path
 
 
-def test_redundant_plans_go_path_by_path(monkeypatch, every_uniform_plan_as_a_block):
+def test_redundant_plans_go_path_by_path(monkeypatch, cpu_kernels):
     monkeypatch.setattr(torch_blocks, "MAX_REDUNDANCY", 24.0)
     torch_blocks._block_program.cache_clear()
     dense = cg_plan((16, 16, 16), (16, 16, 16), 2, "full", "real")       # the benchmark: about 6x
@@ -100,6 +121,6 @@ def test_redundant_plans_go_path_by_path(monkeypatch, every_uniform_plan_as_a_bl
     assert _layout(dense).redundancy < 24 < _layout(sparse).redundancy
     assert block_program(dense, CPU, torch.float32) is not None
     compiled = block_program(sparse, CPU, torch.complex128)              # sparse-exact: any redundancy
-    assert (compiled is not None) == (every_uniform_plan_as_a_block == "native")   # GEMMs: too redundant
+    assert (compiled is not None) == (cpu_kernels == "native")   # GEMMs: too redundant
     x, y = torch.randn(2, sparse.dim1, dtype=torch.complex128), torch.randn(2, sparse.dim2, dtype=torch.complex128)
     torch.testing.assert_close(torch_cg.cg_product(x, y, sparse), torch_cg.cg_product_reference(x, y, sparse))

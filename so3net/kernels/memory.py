@@ -4,9 +4,10 @@ A fresh CPU tensor of tens of MB comes from ``mmap`` (glibc serves allocations a
 threshold that way, unmapping them again on free; the threshold adapts to freed sizes up to
 32 MB, so from about that size on every allocation is fresh), and the first write to each 4 KiB
 page costs a page fault: on the 2-core development VM, 52 MB of fresh product output took
-25-34 ms to fill against 6 ms for the same memory already mapped. :func:`empty` allocates with torch as usual and, for CPU tensors of at
-least :data:`HUGE_PAGE_MIN_BYTES`, advises the kernel (``madvise(MADV_HUGEPAGE)``, before any page
-is touched) to back the range with 2 MiB pages: one fault per 2 MiB (12-14 ms for the same fill).
+25-34 ms to fill against 6 ms for the same memory already mapped. :func:`empty` allocates with
+torch as usual and, for CPU tensors of at least :data:`HUGE_PAGE_MIN_BYTES`, advises the kernel
+(``madvise(MADV_HUGEPAGE)``, before any page is touched) to back the range with 2 MiB pages: one
+fault per 2 MiB (12-14 ms for the same fill).
 This is what torch's own ``THP_MEM_ALLOC_ENABLE=1`` does for every allocation, applied only to the
 large outputs of the CG products; the tensor is an ordinary torch tensor.
 

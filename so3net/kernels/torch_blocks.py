@@ -15,8 +15,8 @@ The dense GEMMs also multiply C's structural zeros: :attr:`_Layout.redundancy` i
 their multiply-adds to the nonzero ones, and the GEMM evaluation is used only up to
 ``MAX_REDUNDANCY`` (about 6 for l <= 2 with 16 fragments, 17 for l <= 3 with 8; l = 4 with 4
 fragments is 48 and goes path by path, as do all larger l with few fragments). CPU tensors take
-the compiled, sparse-exact kernels of :mod:`.native` instead (for any redundancy) unless
-``SO3NET_CPU_KERNELS=torch``.
+the compiled, sparse-exact kernels of :mod:`.native` instead (:class:`CompiledProgram`: any full
+product, uniform or not, any redundancy) unless ``SO3NET_CPU_KERNELS=torch``.
 
 :func:`block_program` recognises the forward plan and both of its backward plans (by rebuilding
 the forward plan from a backward one) and returns ``None`` for anything else; the caller then
@@ -96,9 +96,9 @@ def _layout(plan: CGPlan) -> _Layout | None:
 
 
 @lru_cache(maxsize=256)
-def _uniform_tables(forward: CGPlan) -> native.UniformTables:
-    """The compiled kernels' tables of a uniform forward plan (shared by its three roles)."""
-    return native.UniformTables(_layout(forward))
+def _compiled_tables(forward: CGPlan) -> native.Tables | None:
+    """The compiled kernels' tables of a forward full plan (shared by its three roles), or ``None``."""
+    return native.tables(forward)
 
 
 def _forward_of(plan: CGPlan) -> tuple[CGPlan, str] | None:
@@ -118,12 +118,34 @@ def _forward_of(plan: CGPlan) -> tuple[CGPlan, str] | None:
     return forward, role
 
 
+class CompiledProgram:
+    """One role (``z``, ``x`` or ``y``) of a full product on CPU tensors, by the compiled kernels of
+    :mod:`.native` (sparse-exact; any operand types, any dtype)."""
+
+    def __init__(self, tables: native.Tables, role: str, forward: CGPlan, lib):
+        self.tables, self.role, self.forward, self.lib = tables, role, forward, lib
+
+    def width(self) -> int:
+        return {"z": self.tables.dim_out, "x": self.tables.dim1, "y": self.tables.dim2}[self.role]
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The plan's output for packed ``a`` and ``b`` (conj already applied by the caller)."""
+        n = a.shape[0]
+        if self.role == "z":          # a = x, b = y
+            out = memory.empty(n, self.width(), dtype=a.dtype, device=a.device)
+            return native.forward(self.lib, self.tables, a, b, out)
+        grad = torch.empty(n, self.width(), dtype=a.dtype, device=a.device)
+        if self.role == "x":          # a = gz, b = y
+            native.backward(self.lib, self.tables, a, None, b, grad, None)
+        else:                         # a = gz, b = x
+            native.backward(self.lib, self.tables, a, b, None, None, grad)
+        return grad
+
+
 class BlockProgram:
     """Evaluation of one role (``z``, ``x`` or ``y``) of a uniform full product on one device and
-    dtype. CPU tensors run the compiled kernels of :mod:`.native` when they are in force
-    (``lib``; sparse-exact, any redundancy). Otherwise two batched GEMMs per call with the
-    (R2 J, R1) coefficient matrix ``C[(q, j), p] = sum_k coef[j, k] [P1[j, k] = p] [P2[j, k] = q]``
-    (built once)::
+    real dtype, as two batched GEMMs per call with the (R2 J, R1) coefficient matrix
+    ``C[(q, j), p] = sum_k coef[j, k] [P1[j, k] = p] [P2[j, k] = q]`` (built once)::
 
         T[b] = C @ X[b]                    (R2 J, n1), rows (q, j): m1 contracted first
         z:  Z[b]  = T[b]^T @ Y[b]          T[b] viewed (R2, J n1): rows (j, c1) = packed order
@@ -133,19 +155,15 @@ class BlockProgram:
     Only the operand-sized T is an intermediate; the product is written once, in place, by the
     last GEMM."""
 
-    def __init__(self, layout: _Layout, role: str, forward: CGPlan, device: torch.device, real: torch.dtype,
-                 lib=None):
-        self.layout, self.role, self.forward, self.lib = layout, role, forward, lib
+    def __init__(self, layout: _Layout, role: str, forward: CGPlan, device: torch.device, real: torch.dtype):
+        self.layout, self.role, self.forward = layout, role, forward
         J, K = layout.coef.shape
         self.J = J
-        self._coef = {}
-        if lib is not None:
-            self.tables = _uniform_tables(forward)
-            return
         C = np.zeros((layout.rows2, J, layout.rows1))
         np.add.at(C, (layout.P2.reshape(-1), np.repeat(np.arange(J), K), layout.P1.reshape(-1)),
                   layout.coef.reshape(-1))
         C = C.reshape(layout.rows2 * J, layout.rows1)
+        self._coef = {}
         self._base = torch.as_tensor(C.T.copy() if role == "x" else C, device=device, dtype=real)
 
     def _matrix(self, dtype: torch.dtype) -> torch.Tensor:
@@ -192,22 +210,8 @@ class BlockProgram:
             self._apply(b.reshape(k, L.rows1, L.n1), T)
             torch.bmm(T.view(k, L.rows2, J * L.n1), G, out=dst.view(k, L.rows2, L.n2))
 
-    def _native(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        L, n = self.layout, a.shape[0]
-        if self.role == "z":
-            out = memory.empty(n, self.width(), dtype=a.dtype, device=a.device)
-            return native.forward(self.lib, self.tables, a, b, out)
-        grad = torch.empty(n, self.width(), dtype=a.dtype, device=a.device)
-        if self.role == "x":          # a = gz, b = y
-            native.backward(self.lib, self.tables, a, None, b, grad, None)
-        else:                         # a = gz, b = x
-            native.backward(self.lib, self.tables, a, b, None, None, grad)
-        return grad
-
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """The plan's output for packed ``a`` and ``b`` (conj already applied by the caller)."""
-        if self.lib is not None:
-            return self._native(a, b)
         n = a.shape[0]
         out = memory.empty(n, self.width(), dtype=a.dtype, device=a.device)
         T = self.scratch(n, a)
@@ -227,7 +231,7 @@ def gradient_pair(px: BlockProgram, py: BlockProgram, gz: torch.Tensor, y: torch
     n = gz.shape[0]
     gx = torch.empty(n, px.width(), dtype=gz.dtype, device=gz.device)
     gy = torch.empty(n, py.width(), dtype=gz.dtype, device=gz.device)
-    if px.lib is not None:
+    if isinstance(px, CompiledProgram):
         native.backward(px.lib, px.tables, gz, x, y, gx, gy)
         return gx, gy
     Tx, Ty = px.scratch(n, gz), py.scratch(n, gz)
@@ -238,25 +242,29 @@ def gradient_pair(px: BlockProgram, py: BlockProgram, gz: torch.Tensor, y: torch
     return gx, gy
 
 
-def block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype) -> BlockProgram | None:
-    """The whole-plan program of ``plan`` for tensors of ``dtype`` on ``device`` if it is a uniform
-    full product or one of its backward plans, else ``None``."""
+def block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype):
+    """The whole-plan program of ``plan`` for tensors of ``dtype`` on ``device`` if it is a full
+    product or one of its backward plans: a :class:`CompiledProgram` on the CPU when the compiled
+    kernels are in force, a :class:`BlockProgram` for uniform types, else ``None``."""
     return _block_program(plan, device, dtype, native.mode())
 
 
 @lru_cache(maxsize=1024)
-def _block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype, mode: str) -> BlockProgram | None:
+def _block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype, mode: str):
     found = _forward_of(plan)
     if found is None:
         return None
-    layout = _layout(found[0])
-    if layout is None:
-        return None
+    forward, role = found
     lib = native.library() if device.type == "cpu" else None
-    if lib is None and layout.redundancy > MAX_REDUNDANCY:
+    if lib is not None:
+        tables = _compiled_tables(forward)
+        if tables is not None:
+            return CompiledProgram(tables, role, forward, lib)
+    layout = _layout(forward)
+    if layout is None or layout.redundancy > MAX_REDUNDANCY:
         return None
     real = dtype.to_real() if dtype.is_complex else dtype
-    return BlockProgram(layout, found[1], found[0], device, real, lib)
+    return BlockProgram(layout, role, forward, device, real)
 
 
 def pair_programs(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, dtype: torch.dtype):
@@ -268,6 +276,7 @@ def pair_programs(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, dtype: t
 @lru_cache(maxsize=1024)
 def _pair_programs(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, dtype: torch.dtype, mode: str):
     px, py = block_program(plan_x, device, dtype), block_program(plan_y, device, dtype)
-    if px is None or py is None or (px.role, py.role) != ("x", "y") or px.forward != py.forward:
+    if px is None or py is None or (px.role, py.role) != ("x", "y") or px.forward != py.forward \
+            or type(px) is not type(py):
         return None
     return px, py

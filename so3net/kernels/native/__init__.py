@@ -1,20 +1,22 @@
-"""Compiled CPU kernels for the uniform full CG product: forward and input gradients.
+"""Compiled CPU kernels for the full CG product (any operand types): forward and input gradients.
 
-The torch twin evaluates a uniform full product (every part of x has n1 fragments, every part of y
-has n2; see :mod:`..torch_blocks`) as dense batched GEMMs, which also multiply the structural zeros
-of the CG tables (about 2.5x the useful work for l <= 2) and, in the backward pass, run at a third
-of the core's speed on their thin shapes. ``uniform_cg.c`` reads only the nonzero CG terms, one
-sample at a time, with every inner loop a vectorised pass over the n2 channels of a row (its
-header gives the formulas). It is compiled on first use with the system C compiler (``cc``, or
-``$CC``; ``-O3 -march=native -fopenmp``) into ``~/.cache/so3net/native`` (or
-``$SO3NET_CACHE_DIR/native``), keyed by the source, the flags, the compiler and the CPU, and
+A ``full`` plan whose paths each pair every fragment of x's part l1 with every fragment of y's
+part l2 (all products built by :func:`so3net.plan.cg_plan` with kind ``full``, and the backward
+plans of those) writes its packed output as a sequence of row-matrices, one per (part l, row m,
+block (l1, l2)), each (tau1[l1], tau2[l2]) row-major. ``full_cg.c`` evaluates the product and both
+input gradients reading only the nonzero CG terms, one sample at a time, with every inner loop a
+vectorised pass over the channels of a row (its header gives the formulas); the torch twin's
+GEMMs (:mod:`..torch_blocks`) also multiply the structural zeros and need uniform types, and its
+path-by-path evaluation is slower still. The source is compiled on first use with the system C
+compiler (``cc``, or ``$CC``; ``-O3 -march=native -fopenmp``) into ``~/.cache/so3net/native``
+(or ``$SO3NET_CACHE_DIR/native``), keyed by the source, the flags, the compiler and the CPU, and
 loaded with ctypes; threads: ``torch.get_num_threads()``.
 
 Which path runs is explicit: ``SO3NET_CPU_KERNELS`` = ``auto`` (default: compiled kernels when a
-compiler is there; otherwise a warning, once, says why and the torch GEMM path runs),
-``native`` (compiled kernels or a ``RuntimeError`` that says why) or ``torch`` (never compile).
-:func:`status` says what is in force. float32/float64 and complex64/complex128 (interleaved; the CG
-coefficients are real in both bases) are covered; the kernels compute plain bilinear forms, the
+compiler is there; otherwise a warning, once, says why and the torch path runs), ``native``
+(compiled kernels or a ``RuntimeError`` that says why) or ``torch`` (never compile).
+:func:`status` says what is in force. float32/float64 and complex64/complex128 (interleaved; the
+CG coefficients are real in both bases) are covered; the kernels compute plain bilinear forms, the
 callers pass conjugated operands where a plan reads them.
 """
 from __future__ import annotations
@@ -34,17 +36,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["mode", "library", "status", "UniformTables", "forward", "backward", "MODES"]
+__all__ = ["mode", "library", "status", "Tables", "tables", "forward", "backward", "MODES"]
 
 MODES = ("auto", "native", "torch")
-_SOURCE = Path(__file__).with_name("uniform_cg.c")
+_SOURCE = Path(__file__).with_name("full_cg.c")
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno")
-_FIXED_N2 = (8, 16, 32)                  # channel counts of y with an unrolled variant; others: "any"
-_DRIVER = "".join(f'#define REAL {real}\n#define SUFFIX {suffix}\n'
-                  + "".join(f'#define FIXED_N2 {n}\n#define VARIANT n{n}\n#include "uniform_cg.c"\n#undef FIXED_N2\n'
-                            f'#undef VARIANT\n' for n in _FIXED_N2)
-                  + '#define VARIANT any\n#include "uniform_cg.c"\n#undef VARIANT\n#undef REAL\n#undef SUFFIX\n'
-                  for real, suffix in (("float", "f32"), ("double", "f64")))
+_FIXED_N2 = (4, 8, 16, 32)               # channel counts of y with an unrolled variant
+_GENERIC = (32, 16)                      # vector bytes of the variants for rows of varying n2
+_VARIANTS = [f"#define FIXED_N2 {n}\n#define VARIANT n{n}\n#include \"full_cg.c\"\n#undef FIXED_N2\n#undef VARIANT\n"
+             for n in _FIXED_N2] + \
+            [f"#define GENERIC_VBYTES {v}\n#define VARIANT any{v}\n#include \"full_cg.c\"\n#undef GENERIC_VBYTES\n"
+             f"#undef VARIANT\n" for v in _GENERIC]
+_DRIVER = "".join(f"#define REAL {real}\n#define SUFFIX {suffix}\n" + "".join(_VARIANTS)
+                  + "#undef REAL\n#undef SUFFIX\n" for real, suffix in (("float", "f32"), ("double", "f64")))
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _COMPILE_TIMEOUT_S = 300
 _lock = threading.Lock()
@@ -88,7 +92,7 @@ def _build() -> Path:
     key = hashlib.sha256("\0".join([_SOURCE.read_text(), _DRIVER, " ".join(_FLAGS), version,
                                     _cpu_signature()]).encode()).hexdigest()[:20]
     cache = _cache_dir()
-    target = cache / f"uniform_cg-{key}.so"
+    target = cache / f"full_cg-{key}.so"
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
@@ -100,26 +104,30 @@ def _build() -> Path:
             run = subprocess.run([*cc, *_FLAGS, f"-I{_SOURCE.parent}", str(driver), "-o", str(built)],
                                  capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S)
         except subprocess.TimeoutExpired as err:
-            raise RuntimeError(f"compiling {_SOURCE.name} with {' '.join(cc)} took over {_COMPILE_TIMEOUT_S} s") from err
+            raise RuntimeError(f"compiling {_SOURCE.name} with {' '.join(cc)} took over "
+                               f"{_COMPILE_TIMEOUT_S} s") from err
         if run.returncode != 0:
             raise RuntimeError(f"compiling {_SOURCE.name} with {' '.join(cc)} failed:\n{run.stderr.strip()}")
         os.replace(built, target)          # atomic: concurrent builders agree
     return target
 
 
+_COUNTS = ("J", "dim1", "dim2", "dim_out", "n2max", "G", "H")
+_ARRAYS = ("rn1", "rn2", "ooff", "qrow", "qy", "so", "qterm", "qx", "prow", "px", "wo", "pterm", "py")
+
+
 class _Tables(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_int64) for name in ("J", "n1", "n2", "R1", "R2", "G", "H")] + \
-               [(name, ctypes.c_void_p) for name in ("qrow", "qq", "qterm", "qp", "prow", "pp", "pterm", "pq")]
+    _fields_ = [(name, ctypes.c_int64) for name in _COUNTS] + [(name, ctypes.c_void_p) for name in _ARRAYS]
 
 
 def _declare(lib: ctypes.CDLL) -> None:
     p, lng, i = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     for suffix in _SUFFIX.values():
-        for variant in [f"n{n}" for n in _FIXED_N2] + ["any"]:
+        for variant in [f"n{n}" for n in _FIXED_N2] + [f"any{v}" for v in _GENERIC]:
             for kind in ("", "_complex"):
-                fwd = getattr(lib, f"uniform_cg_forward{kind}_{suffix}_{variant}")
+                fwd = getattr(lib, f"full_cg_forward{kind}_{suffix}_{variant}")
                 fwd.argtypes, fwd.restype = [ctypes.POINTER(_Tables), p, lng, p, p, p, i], i
-                bwd = getattr(lib, f"uniform_cg_backward{kind}_{suffix}_{variant}")
+                bwd = getattr(lib, f"full_cg_backward{kind}_{suffix}_{variant}")
                 bwd.argtypes, bwd.restype = [ctypes.POINTER(_Tables), p, p, lng, p, p, p, p, p, i], i
 
 
@@ -138,8 +146,8 @@ def library() -> ctypes.CDLL | None:
             except (RuntimeError, OSError, AttributeError) as err:
                 _loaded["lib"], _loaded["error"] = None, str(err)
                 if m == "auto":
-                    warnings.warn(f"so3net: compiled CPU kernels unavailable, uniform CG products take the torch "
-                                  f"GEMM path (slower). Reason: {err}. Set SO3NET_CPU_KERNELS=torch to choose "
+                    warnings.warn(f"so3net: compiled CPU kernels unavailable, full CG products take the torch "
+                                  f"path (slower). Reason: {err}. Set SO3NET_CPU_KERNELS=torch to choose "
                                   f"that path explicitly.", RuntimeWarning, stacklevel=2)
         if _loaded["lib"] is None and m == "native":
             raise RuntimeError(f"SO3NET_CPU_KERNELS=native but the compiled CPU kernels are unavailable: "
@@ -148,54 +156,100 @@ def library() -> ctypes.CDLL | None:
 
 
 def status() -> str:
-    """One line: which path uniform full CG products take on the CPU, and why."""
+    """One line: which path full CG products take on the CPU, and why."""
     lib = library()
     if lib is not None:
         return f"compiled ({lib._name})"
-    return "torch GEMMs (SO3NET_CPU_KERNELS=torch)" if mode() == "torch" else f"torch GEMMs ({_loaded['error']})"
+    return "torch (SO3NET_CPU_KERNELS=torch)" if mode() == "torch" else f"torch ({_loaded['error']})"
 
 
-def _groups(rows: list, key: int):
-    """Rows of terms ``(p, q, c)`` grouped by ``t[key]``: (row starts, group index, term starts,
-    the other index of each term, coefficients)."""
-    row_start, group_of, term_start, other, coef = [0], [], [0], [], []
-    for terms in rows:
+def _rows(plan) -> list | None:
+    """Per output row-matrix ``(offset, n1, n2, terms)`` with terms ``(x-row offset, y-row offset,
+    coefficient)`` (nonzero, merged), in packed order; ``None`` unless ``plan`` is a full product
+    whose paths pair all fragments and whose rows cover the output exactly once."""
+    if plan.kind != "full" or plan.coef_perm != (0, 1, 2) or not plan.paths:
+        return None
+    rows = []
+    for p, (m1, m2, m, c) in zip(plan.paths, plan.path_terms):
+        n1, n2 = plan.tau1[p.l1], plan.tau2[p.l2]
+        left, right, out = (np.asarray(a) for a in (p.left, p.right, p.out))
+        if len(out) != n1 * n2 or not ((left == np.repeat(np.arange(n1), n2)).all()
+                                       and (right == np.tile(np.arange(n2), n1)).all()
+                                       and (out == (out[0] if len(out) else 0) + np.arange(n1 * n2)).all()):
+            return None
+        if n1 * n2 == 0:
+            continue
+        width = plan.tau_out[p.l]
+        for row in range(2 * p.l + 1):
+            merged: dict = {}
+            for a, b, v in zip(m1[m == row].tolist(), m2[m == row].tolist(), c[m == row].tolist()):
+                key = (plan.offsets1[p.l1] + a * n1, plan.offsets2[p.l2] + b * n2)
+                merged[key] = merged.get(key, 0.0) + v
+            terms = [(xo, yo, v) for (xo, yo), v in sorted(merged.items()) if v != 0.0]
+            rows.append((plan.offsets_out[p.l] + row * width + int(out[0]), n1, n2, terms))
+    rows.sort(key=lambda r: r[0])
+    end = 0
+    for offset, n1, n2, _ in rows:
+        if offset != end:
+            return None
+        end += n1 * n2
+    return rows if end == plan.dim_out else None
+
+
+def _groups(rows: list, key: int, length: int):
+    """The terms of each row grouped by ``t[key]`` (0: x-row offset, 1: y-row offset): row starts,
+    each group's offset, its scratch offset (prefix sums of the row's ``length`` entry: n1 or n2),
+    term starts, the other offset of each term, coefficients."""
+    row_start, group, scratch, term_start, other, coef = [0], [], [0], [0], [], []
+    for row in rows:
+        terms = row[3]
         for value in sorted({t[key] for t in terms}):
-            group_of.append(value)
+            group.append(value)
+            scratch.append(scratch[-1] + row[length])
             for t in terms:
                 if t[key] == value:
                     other.append(t[1 - key])
                     coef.append(t[2])
             term_start.append(len(other))
-        row_start.append(len(group_of))
-    as_long = lambda v: np.ascontiguousarray(v, dtype=np.int64)  # noqa: E731
-    return as_long(row_start), as_long(group_of), as_long(term_start), as_long(other), np.asarray(coef)
+        row_start.append(len(group))
+    return [np.ascontiguousarray(v, dtype=np.int64) for v in (row_start, group, scratch, term_start, other)], coef
 
 
-class UniformTables:
-    """The nonzero CG terms of a uniform full product, grouped per output row by y-row (q-groups)
-    and by x-row (p-groups), with coefficients in float32 and float64. ``layout`` is a
-    :class:`..torch_blocks._Layout`."""
+class Tables:
+    """The nonzero CG terms of a full product (:func:`_rows`), grouped per output row by y row
+    (q-groups) and by x row (p-groups), as the int64 arrays of ``full_cg.c`` and coefficients in
+    float32 and float64; ``n2s``: the channel counts of its rows (:meth:`variant`)."""
 
-    def __init__(self, layout):
-        rows = []
-        for P1, P2, coef in zip(layout.P1, layout.P2, layout.coef):
-            merged: dict = {}
-            for p, q, c in zip(P1.tolist(), P2.tolist(), coef.tolist()):
-                if c != 0.0:
-                    merged[p, q] = merged.get((p, q), 0.0) + c
-            rows.append([(p, q, c) for (p, q), c in sorted(merged.items()) if c != 0.0])
-        qrow, qq, qterm, qp, qc = _groups(rows, 1)
-        prow, pp, pterm, pq, pc = _groups(rows, 0)
-        self._keep = (qrow, qq, qterm, qp, prow, pp, pterm, pq)
-        self.n1, self.n2, self.R1, self.R2, self.J = layout.n1, layout.n2, layout.rows1, layout.rows2, len(rows)
-        self.struct = _Tables(self.J, self.n1, self.n2, self.R1, self.R2, len(qq), len(pp),
-                              *(a.ctypes.data for a in self._keep))
+    def __init__(self, plan, rows: list):
+        (qrow, qy, so, qterm, qx), qc = _groups(rows, 1, 1)
+        (prow, px, wo, pterm, py), pc = _groups(rows, 0, 2)
+        i64 = lambda v: np.ascontiguousarray(v, dtype=np.int64)  # noqa: E731
+        arrays = dict(rn1=i64([r[1] for r in rows]), rn2=i64([r[2] for r in rows]), ooff=i64([r[0] for r in rows]),
+                      qrow=qrow, qy=qy, so=so, qterm=qterm, qx=qx, prow=prow, px=px, wo=wo, pterm=pterm, py=py)
+        self._keep = arrays                                  # the struct points into these arrays
+        self.dim1, self.dim2, self.dim_out = plan.dim1, plan.dim2, plan.dim_out
+        self.n2s = frozenset(r[2] for r in rows)
+        counts = dict(J=len(rows), dim1=plan.dim1, dim2=plan.dim2, dim_out=plan.dim_out,
+                      n2max=max(r[2] for r in rows), G=len(qy), H=len(px))
+        self.struct = _Tables(*(counts[n] for n in _COUNTS), *(arrays[n].ctypes.data for n in _ARRAYS))
         self._coef = {dt: (torch.as_tensor(qc, dtype=dt), torch.as_tensor(pc, dtype=dt)) for dt in _SUFFIX}
 
-    @property
-    def width(self) -> int:
-        return self.J * self.n1 * self.n2
+
+    def variant(self, dtype: torch.dtype) -> str:
+        """The compiled variant for ``dtype``: unrolled when every row has the same n2 in
+        ``_FIXED_N2``; else 32-byte vectors when they tile every row, else 16-byte ones."""
+        if len(self.n2s) == 1 and min(self.n2s) in _FIXED_N2:
+            return f"n{min(self.n2s)}"
+        real = dtype.to_real() if dtype.is_complex else dtype
+        row_bytes = [n * real.itemsize * (2 if dtype.is_complex else 1) for n in self.n2s]
+        return "any32" if all(b % 32 == 0 for b in row_bytes) else "any16"
+
+
+def tables(plan) -> Tables | None:
+    """The kernels' tables of a forward ``full`` plan, or ``None`` if its paths do not pair all
+    fragments (:func:`_rows`)."""
+    rows = _rows(plan)
+    return None if not rows else Tables(plan, rows)
 
 
 def _ptr(t: torch.Tensor | None):
@@ -207,13 +261,13 @@ def _dense(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.resolve_conj().resolve_neg().contiguous()
 
 
-def _function(lib, name: str, dtype: torch.dtype, n2: int):
+def _function(lib, name: str, dtype: torch.dtype, variant: str):
     real = dtype.to_real() if dtype.is_complex else dtype
     kind = "_complex" if dtype.is_complex else ""
-    return getattr(lib, f"{name}{kind}_{_SUFFIX[real]}_{f'n{n2}' if n2 in _FIXED_N2 else 'any'}")
+    return getattr(lib, f"{name}{kind}_{_SUFFIX[real]}_{variant}")
 
 
-def _coefficients(tables: UniformTables, dtype: torch.dtype):
+def _coefficients(tables: Tables, dtype: torch.dtype):
     return tables._coef[dtype.to_real() if dtype.is_complex else dtype]
 
 
@@ -223,7 +277,7 @@ def _check(name: str, t: torch.Tensor | None, width: int, batch: int, dtype: tor
         raise ValueError(f"{name} is required here")
     real = dtype.to_real() if dtype.is_complex else dtype
     if real not in _SUFFIX:
-        raise TypeError(f"compiled uniform CG kernels take float32, float64, complex64 or complex128, got {dtype}")
+        raise TypeError(f"compiled CG kernels take float32, float64, complex64 or complex128, got {dtype}")
     if t.dtype != dtype or t.device.type != "cpu" or tuple(t.shape) != (batch, width):
         raise ValueError(f"{name}: expected a CPU tensor of shape {(batch, width)} and dtype {dtype}, got "
                          f"{tuple(t.shape)} {t.dtype} on {t.device}")
@@ -236,35 +290,36 @@ def _run(function, *args) -> None:
         raise MemoryError("a compiled CG kernel could not allocate its per-thread scratch memory")
 
 
-def forward(lib, tables: UniformTables, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``out (B, J n1 n2)`` = the product of packed ``x (B, R1 n1)`` and ``y (B, R2 n2)`` (CPU tensors
+def forward(lib, tables: Tables, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out (B, dim_out)`` = the product of packed ``x (B, dim1)`` and ``y (B, dim2)`` (CPU tensors
     of one dtype; ``out`` contiguous). Shapes and dtypes are checked."""
     batch = x.shape[0] if x.dim() == 2 else -1
-    _check("x", x, tables.R1 * tables.n1, batch, x.dtype)
-    _check("y", y, tables.R2 * tables.n2, batch, x.dtype)
-    _check("out", out, tables.width, batch, x.dtype, output=True)
+    _check("x", x, tables.dim1, batch, x.dtype)
+    _check("y", y, tables.dim2, batch, x.dtype)
+    _check("out", out, tables.dim_out, batch, x.dtype, output=True)
     x, y = _dense(x), _dense(y)
     qc, _ = _coefficients(tables, x.dtype)
-    _run(_function(lib, "uniform_cg_forward", x.dtype, tables.n2), ctypes.byref(tables.struct), _ptr(qc), batch,
-         _ptr(x), _ptr(y), _ptr(out))
+    function = _function(lib, "full_cg_forward", x.dtype, tables.variant(x.dtype))
+    _run(function, ctypes.byref(tables.struct), _ptr(qc), batch, _ptr(x), _ptr(y), _ptr(out))
     return out
 
 
-def backward(lib, tables: UniformTables, gz: torch.Tensor, x: torch.Tensor | None, y: torch.Tensor | None,
+def backward(lib, tables: Tables, gz: torch.Tensor, x: torch.Tensor | None, y: torch.Tensor | None,
              gx: torch.Tensor | None, gy: torch.Tensor | None) -> None:
-    """Fill ``gx (B, R1 n1)`` (needs ``y``) and/or ``gy (B, R2 n2)`` (needs ``x``) from ``gz``
+    """Fill ``gx (B, dim1)`` (needs ``y``) and/or ``gy (B, dim2)`` (needs ``x``) from ``gz (B, dim_out)``
     (contiguous outputs of gz's dtype): the bilinear forms of the module docstring, no conjugation."""
     batch = gz.shape[0] if gz.dim() == 2 else -1
-    _check("gz", gz, tables.width, batch, gz.dtype)
+    _check("gz", gz, tables.dim_out, batch, gz.dtype)
     if gx is None and gy is None:
         raise ValueError("backward needs gx, gy or both")
     if gx is not None:
-        _check("gx", gx, tables.R1 * tables.n1, batch, gz.dtype, output=True)
-        _check("y (for gx)", y, tables.R2 * tables.n2, batch, gz.dtype)
+        _check("gx", gx, tables.dim1, batch, gz.dtype, output=True)
+        _check("y (for gx)", y, tables.dim2, batch, gz.dtype)
     if gy is not None:
-        _check("gy", gy, tables.R2 * tables.n2, batch, gz.dtype, output=True)
-        _check("x (for gy)", x, tables.R1 * tables.n1, batch, gz.dtype)
+        _check("gy", gy, tables.dim2, batch, gz.dtype, output=True)
+        _check("x (for gy)", x, tables.dim1, batch, gz.dtype)
     gz, x, y = _dense(gz), _dense(x), _dense(y)
     qc, pc = _coefficients(tables, gz.dtype)
-    _run(_function(lib, "uniform_cg_backward", gz.dtype, tables.n2), ctypes.byref(tables.struct), _ptr(qc),
-         _ptr(pc), batch, _ptr(gz), _ptr(x), _ptr(y), _ptr(gx), _ptr(gy))
+    function = _function(lib, "full_cg_backward", gz.dtype, tables.variant(gz.dtype))
+    _run(function, ctypes.byref(tables.struct), _ptr(qc), _ptr(pc), batch, _ptr(gz), _ptr(x), _ptr(y), _ptr(gx),
+         _ptr(gy))
