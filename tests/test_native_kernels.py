@@ -74,6 +74,17 @@ def test_compiled_kernels_on_other_shapes_and_two_threads(fresh, tau1, tau2, max
     assert native.tables(cg_plan((2, 1), (8, 16), None, "full", basis)).variant(torch.float32) == "any32"
 
 
+@pytest.mark.parametrize("tau,maxl", [((16, 16, 16), 2), ((3, 5, 2), None), ((8, 0, 4), 3), ((2,), None)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64, torch.complex128])
+def test_compiled_symmetric_square_triangles(fresh, tau, maxl, dtype):
+    """The square's l1 = l2 blocks are triangles (fragment pairs i <= j, or i < j): the kernels'
+    bilinear forms with independent operands equal the oracle's."""
+    fresh.setenv("SO3NET_CPU_KERNELS", "native")
+    plan = cg_plan(tau, tau, maxl, "square", "complex" if dtype.is_complex else "real")
+    assert any(r[4] >= 0 for r in native._rows(plan))
+    _check(plan, dtype, batch=3, threads=2)
+
+
 def test_mode_is_explicit(fresh):
     fresh.setenv("SO3NET_CPU_KERNELS", "fast")
     with pytest.raises(ValueError, match="SO3NET_CPU_KERNELS must be one of"):

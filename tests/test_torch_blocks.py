@@ -89,6 +89,20 @@ def test_non_uniform_full_products_are_compiled_programs_only(cpu_kernels):
     assert isinstance(program, CompiledProgram) if cpu_kernels == "native" else program is None
 
 
+@given(tau=st.lists(st.integers(0, 5), min_size=1, max_size=4), maxl=st.one_of(st.none(), st.integers(0, 4)),
+       basis=st.sampled_from(["complex", "real"]))
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_symmetric_square_and_its_gradient_equal_the_reference(cpu_kernels, tau, maxl, basis):
+    plan = cg_plan(tuple(tau), tuple(tau), maxl, "square", basis)
+    x = torch.randn(3, plan.dim1, dtype=DTYPES[basis, 64], requires_grad=True)
+    z, ref = torch_cg.cg_product(x, x, plan), torch_cg.cg_product_reference(x, x, plan)
+    torch.testing.assert_close(z, ref, rtol=1e-12, atol=1e-12)
+    if z.numel():
+        g = torch.randn_like(z)
+        torch.testing.assert_close(torch.autograd.grad(z, x, g)[0], torch.autograd.grad(ref, x, g)[0],
+                                   rtol=1e-11, atol=1e-11)
+
+
 @given(tau1=st.lists(st.integers(0, 4), min_size=1, max_size=4),
        tau2=st.lists(st.integers(0, 4), min_size=1, max_size=4),
        maxl=st.one_of(st.none(), st.integers(0, 4)), basis=st.sampled_from(["complex", "real"]))
@@ -106,9 +120,12 @@ def test_any_full_product_and_gradients_equal_the_reference(cpu_kernels, tau1, t
             torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
 
 
-def test_other_kinds_are_not_block_programs():
+def test_other_kinds_are_not_block_programs(cpu_kernels):
     assert block_program(cg_plan((2, 2), (2, 2), None, "diag", "complex"), CPU, torch.float64) is None
-    assert block_program(cg_plan((2, 2), (2, 2), None, "square", "real"), CPU, torch.float64) is None
+    square = cg_plan((2, 2), (2, 2), None, "square", "real")
+    for plan in (square, *square.backward_plans):     # triangles: compiled only
+        program = block_program(plan, CPU, torch.float64)
+        assert isinstance(program, CompiledProgram) if cpu_kernels == "native" else program is None
     px, _ = cg_plan((2, 2), (2, 2), None, "full", "complex").backward_plans
     assert block_program(px.backward_plans[0], CPU, torch.float64) is None    # second-order plans: per path
 

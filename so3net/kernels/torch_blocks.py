@@ -104,7 +104,7 @@ def _compiled_tables(forward: CGPlan) -> native.Tables | None:
 def _forward_of(plan: CGPlan) -> tuple[CGPlan, str] | None:
     """``(forward plan, role)``: role ``"z"`` for a forward plan, ``"x"``/``"y"`` for its backward
     plans (see :attr:`so3net.plan.CGPlan.backward_plans`, whose paths are rebuilt here)."""
-    if plan.kind == "full":
+    if plan.kind in ("full", "square"):
         return plan, "z"
     if plan.kind != "grad" or plan.coef_perm not in (_GRAD_X, _GRAD_Y):
         return None

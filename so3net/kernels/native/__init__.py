@@ -113,7 +113,7 @@ def _build() -> Path:
 
 
 _COUNTS = ("J", "dim1", "dim2", "dim_out", "n2max", "G", "H")
-_ARRAYS = ("rn1", "rn2", "ooff", "qrow", "qy", "so", "qterm", "qx", "prow", "px", "wo", "pterm", "py")
+_ARRAYS = ("rn1", "rn2", "ooff", "rtri", "qrow", "qy", "so", "qterm", "qx", "prow", "px", "wo", "pterm", "py")
 
 
 class _Tables(ctypes.Structure):
@@ -163,36 +163,59 @@ def status() -> str:
     return "torch (SO3NET_CPU_KERNELS=torch)" if mode() == "torch" else f"torch ({_loaded['error']})"
 
 
+def _size(n1: int, n2: int, tri: int) -> int:
+    """Entries of a row-matrix: a full (n1, n2) block (tri = -1) or the triangle c2 >= c1 + tri."""
+    return n1 * n2 if tri < 0 else max(0, n1 - tri) * (n1 - tri + 1) // 2
+
+
+def _blocks(p, n1: int, n2: int):
+    """The output blocks of path ``p`` as ``(out index, tri)``: ``tri = -1`` when the path pairs all
+    fragments (an (n1, n2) block), ``k`` for the row-major upper triangle ``triu_indices(n, k)``
+    (the symmetric square's l1 = l2 blocks); ``None`` for anything else."""
+    left, right, out = (np.asarray(a, dtype=np.int64) for a in (p.left, p.right, p.out))
+    if not len(out):
+        return []
+    if not (out == out[0] + np.arange(len(out))).all():
+        return None
+    if len(out) == n1 * n2 and (left == np.repeat(np.arange(n1), n2)).all() \
+            and (right == np.tile(np.arange(n2), n1)).all():
+        return [(int(out[0]), -1)]
+    for k in (0, 1):
+        i, j = np.triu_indices(n1, k=k)
+        if n1 == n2 and len(out) == len(i) and (left == i).all() and (right == j).all():
+            return [(int(out[0]), k)]
+    return None
+
+
 def _rows(plan) -> list | None:
-    """Per output row-matrix ``(offset, n1, n2, terms)`` with terms ``(x-row offset, y-row offset,
-    coefficient)`` (nonzero, merged), in packed order; ``None`` unless ``plan`` is a full product
-    whose paths pair all fragments and whose rows cover the output exactly once."""
-    if plan.kind != "full" or plan.coef_perm != (0, 1, 2) or not plan.paths:
+    """Per output row-matrix ``(offset, n1, n2, terms, tri)`` with terms ``(x-row offset, y-row
+    offset, coefficient)`` (nonzero, merged), in packed order; ``None`` unless every path of
+    ``plan`` is made of full blocks or triangles (:func:`_blocks`: full products, the symmetric
+    square and their backward plans) that cover the output once."""
+    if plan.coef_perm != (0, 1, 2) or not plan.paths:
         return None
     rows = []
     for p, (m1, m2, m, c) in zip(plan.paths, plan.path_terms):
         n1, n2 = plan.tau1[p.l1], plan.tau2[p.l2]
-        left, right, out = (np.asarray(a) for a in (p.left, p.right, p.out))
-        if len(out) != n1 * n2 or not ((left == np.repeat(np.arange(n1), n2)).all()
-                                       and (right == np.tile(np.arange(n2), n1)).all()
-                                       and (out == (out[0] if len(out) else 0) + np.arange(n1 * n2)).all()):
+        blocks = _blocks(p, n1, n2)
+        if blocks is None:
             return None
-        if n1 * n2 == 0:
-            continue
         width = plan.tau_out[p.l]
         for row in range(2 * p.l + 1):
-            merged: dict = {}
-            for a, b, v in zip(m1[m == row].tolist(), m2[m == row].tolist(), c[m == row].tolist()):
-                key = (plan.offsets1[p.l1] + a * n1, plan.offsets2[p.l2] + b * n2)
-                merged[key] = merged.get(key, 0.0) + v
-            terms = [(xo, yo, v) for (xo, yo), v in sorted(merged.items()) if v != 0.0]
-            rows.append((plan.offsets_out[p.l] + row * width + int(out[0]), n1, n2, terms))
-    rows.sort(key=lambda r: r[0])
+            sel = m == row
+            for out, tri in blocks:
+                merged: dict = {}
+                for a, b, v in zip(m1[sel].tolist(), m2[sel].tolist(), c[sel].tolist()):
+                    key = (plan.offsets1[p.l1] + a * n1, plan.offsets2[p.l2] + b * n2)
+                    merged[key] = merged.get(key, 0.0) + v
+                terms = [(xo, yo, v) for (xo, yo), v in sorted(merged.items()) if v != 0.0]
+                rows.append((plan.offsets_out[p.l] + row * width + out, n1, n2, terms, tri))
+    rows = [r for r in sorted(rows, key=lambda r: r[0]) if _size(r[1], r[2], r[4])]
     end = 0
-    for offset, n1, n2, _ in rows:
+    for offset, n1, n2, _, tri in rows:
         if offset != end:
             return None
-        end += n1 * n2
+        end += _size(n1, n2, tri)
     return rows if end == plan.dim_out else None
 
 
@@ -225,7 +248,7 @@ class Tables:
         (prow, px, wo, pterm, py), pc = _groups(rows, 0, 2)
         i64 = lambda v: np.ascontiguousarray(v, dtype=np.int64)  # noqa: E731
         arrays = dict(rn1=i64([r[1] for r in rows]), rn2=i64([r[2] for r in rows]), ooff=i64([r[0] for r in rows]),
-                      qrow=qrow, qy=qy, so=so, qterm=qterm, qx=qx, prow=prow, px=px, wo=wo, pterm=pterm, py=py)
+                      rtri=i64([r[4] for r in rows]), qrow=qrow, qy=qy, so=so, qterm=qterm, qx=qx, prow=prow, px=px, wo=wo, pterm=pterm, py=py)
         self._keep = arrays                                  # the struct points into these arrays
         self.dim1, self.dim2, self.dim_out = plan.dim1, plan.dim2, plan.dim_out
         self.n2s = frozenset(r[2] for r in rows)

@@ -7,8 +7,10 @@
  * with 32-byte ("any32") or 16-byte ("any16") vectors.
  *
  * The packed output is a sequence of J row-matrices: row j (part l, row m, block (l1, l2)) is an
- * (n1_j, n2_j) matrix at element offset ooff[j]; x row p (part l1, row m1) holds n1 entries and y
- * row q holds n2. Per sample, with G the output or its gradient:
+ * (n1_j, n2_j) matrix at element offset ooff[j], or, for the symmetric square's l1 = l2 blocks,
+ * the row-major upper triangle c2 >= c1 + k of one (k = rtri[j] = 0 or 1; -1 for a full block);
+ * x row p (part l1, row m1) holds n1 entries and y row q holds n2. Per sample, with G the output
+ * or its gradient (entries (c1, c2) outside a triangle left out of every sum):
  *
  *   Z[j][c1, :]   = sum_{q-groups g of row j} S[g][c1] * Y[q_g][:]
  *   gY[q_g][:]   += sum_c1 S[g][c1] * G[j][c1, :]            (every q-group g of every row j)
@@ -29,20 +31,24 @@
 #include <stdlib.h>
 #include <string.h>
 typedef int64_t idx;
-/* Offsets count elements (complex numbers for complex data). Row j: rn1[j], rn2[j], ooff[j];
+/* Offsets count elements (complex numbers for complex data). Row j: rn1[j], rn2[j], ooff[j], rtri[j];
  * its q-groups [qrow[j], qrow[j+1]): y-row offset qy[g], S at so[g] (so[G] = total), terms
  * [qterm[g], qterm[g+1]) with x-row offsets qx[t] (coefficients qc, in the dtype); its p-groups
  * [prow[j], prow[j+1]): x-row offset px[h], W at wo[h] (wo[H] = total), terms [pterm[h],
  * pterm[h+1]) with y-row offsets py[t] (coefficients pc). n2max: the largest rn2. */
 typedef struct {
     idx J, dim1, dim2, dim_out, n2max, G, H;
-    const idx *rn1, *rn2, *ooff;
+    const idx *rn1, *rn2, *ooff, *rtri;
     const idx *qrow, *qy, *so, *qterm, *qx;
     const idx *prow, *px, *wo, *pterm, *py;
 } Tables;
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 #define NAME(f) CAT(CAT(f, SUFFIX), VARIANT)
+/* Fragment c1 of a row with triangle offset k (-1: full block) covers columns [TRI_START, n2); its
+ * column c is element TRI_BASE + c of the row-matrix. */
+#define TRI_START(k, c1) ((k) < 0 ? 0 : (c1) + (k))
+#define TRI_BASE(k, c1, n2) ((k) < 0 ? (c1) * (n2) : (c1) * (n2) - (c1) * ((c1) - 1) / 2 - (c1) * (k) - (c1) - (k))
 #endif
 
 #if defined(FIXED_N2)                   /* the widest vector (64, 32 or 16 bytes) that tiles a row */
@@ -59,6 +65,11 @@ typedef REAL NAME(vec) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))
 #define VW ((idx)(VBYTES / sizeof(REAL)))
 #define LOADV(p) (*(const VEC *)(p))
 #define STOREV(p, v) (*(VEC *)(p) = (v))
+typedef REAL NAME(hvec) __attribute__((vector_size(16), aligned(sizeof(REAL)), may_alias));
+#define HVEC NAME(hvec)                  /* 16-byte vectors: the short rows of triangles, row ends */
+#define HW ((idx)(16 / sizeof(REAL)))
+#define LOADH(p) (*(const HVEC *)(p))
+#define STOREH(p, v) (*(HVEC *)(p) = (v))
 
 /* dst[dst_off[k] ..] = sum_{t in [start[k], start[k+1])} coef[t] src[src_off[t] ..] for each group k,
  * dst_off[k+1] - dst_off[k] elements of k_reals reals each (1: real data, 2: complex). */
@@ -94,16 +105,22 @@ int NAME(full_cg_forward)(const Tables *T, const REAL *qc, idx B, const REAL *x,
             REAL *ob = out + b * T->dim_out;
             NAME(combine)(T->G, T->qterm, T->qx, qc, x + b * T->dim1, T->so, S, 1);
             for (idx j = 0; j < T->J; ++j) {
-                const idx n1 = T->rn1[j], n2 = ROW_N2(j), nt = n2 / VW * VW;
+                const idx n1 = T->rn1[j], n2 = ROW_N2(j), k = T->rtri[j];
                 const idx g0 = T->qrow[j], g1 = T->qrow[j + 1];
                 for (idx c1 = 0; c1 < n1; ++c1) {
-                    REAL *o = ob + T->ooff[j] + c1 * n2;
-                    for (idx c = 0; c < nt; c += VW) {
+                    REAL *o = ob + T->ooff[j] + TRI_BASE(k, c1, n2);
+                    idx c = TRI_START(k, c1);
+                    for (; c + VW <= n2; c += VW) {
                         VEC acc = {0};
                         for (idx g = g0; g < g1; ++g) acc += S[T->so[g] + c1] * LOADV(yb + T->qy[g] + c);
                         STOREV(o + c, acc);
                     }
-                    for (idx c = nt; c < n2; ++c) {
+                    for (; c + HW <= n2; c += HW) {
+                        HVEC acc = {0};
+                        for (idx g = g0; g < g1; ++g) acc += S[T->so[g] + c1] * LOADH(yb + T->qy[g] + c);
+                        STOREH(o + c, acc);
+                    }
+                    for (; c < n2; ++c) {
                         REAL acc = 0;
                         for (idx g = g0; g < g1; ++g) acc += S[T->so[g] + c1] * yb[T->qy[g] + c];
                         o[c] = acc;
@@ -143,12 +160,21 @@ int NAME(full_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, idx 
                 memset(acc, 0, sizeof(REAL) * (size_t)(T->dim1 * nm));
             }
             for (idx j = 0; j < T->J; ++j) {
-                const idx n1 = T->rn1[j], n2 = ROW_N2(j), nt = n2 / VW * VW;
+                const idx n1 = T->rn1[j], n2 = ROW_N2(j), nt = n2 / VW * VW, k = T->rtri[j];
                 const REAL *gj = gb + T->ooff[j];
                 if (gy)                     /* gY[q] += sum_c1 S[g][c1] G[j][c1, :], summed in registers */
                     for (idx g = T->qrow[j]; g < T->qrow[j + 1]; ++g) {
                         const REAL *s = S + T->so[g];
                         REAL *a = gyb + T->qy[g];
+                        if (k >= 0) {               /* a triangle: fragment by fragment */
+                            for (idx c1 = 0; c1 < n1; ++c1) {
+                                const REAL *grow = gj + TRI_BASE(k, c1, n2), sc = s[c1];
+                                idx c = TRI_START(k, c1);
+                                for (; c + HW <= n2; c += HW) STOREH(a + c, LOADH(a + c) + sc * LOADH(grow + c));
+                                for (; c < n2; ++c) a[c] += sc * grow[c];
+                            }
+                            continue;
+                        }
                         for (idx c = 0; c < nt; c += VW) {
                             VEC sum = LOADV(a + c);
                             for (idx c1 = 0; c1 < n1; ++c1) sum += s[c1] * LOADV(gj + c1 * n2 + c);
@@ -161,6 +187,17 @@ int NAME(full_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, idx 
                     for (idx h = T->prow[j]; h < T->prow[j + 1]; ++h) {
                         const REAL *w = W + T->wo[h];
                         REAL *a = acc + T->px[h] * nm;
+                        if (k >= 0) {
+                            for (idx c1 = 0; c1 < n1; ++c1) {
+                                const REAL *grow = gj + TRI_BASE(k, c1, n2);
+                                REAL *arow = a + c1 * nm;
+                                idx c = TRI_START(k, c1);
+                                for (; c + HW <= n2; c += HW)
+                                    STOREH(arow + c, LOADH(arow + c) + LOADH(w + c) * LOADH(grow + c));
+                                for (; c < n2; ++c) arow[c] += w[c] * grow[c];
+                            }
+                            continue;
+                        }
                         for (idx c = 0; c < nt; c += VW) {
                             const VEC wv = LOADV(w + c);
                             for (idx c1 = 0; c1 < n1; ++c1)
@@ -214,11 +251,12 @@ int NAME(full_cg_forward_complex)(const Tables *T, const REAL *qc, idx B, const 
                 Ys[i + 1] = yb[i];
             }
             for (idx j = 0; j < T->J; ++j) {
-                const idx n1 = T->rn1[j], L = 2 * ROW_N2(j), nt = L / VW * VW;
+                const idx n1 = T->rn1[j], n2 = ROW_N2(j), L = 2 * n2, k = T->rtri[j];
                 const idx g0 = T->qrow[j], g1 = T->qrow[j + 1];
                 for (idx c1 = 0; c1 < n1; ++c1) {
-                    REAL *o = ob + 2 * T->ooff[j] + c1 * L;
-                    for (idx c = 0; c < nt; c += VW) {
+                    REAL *o = ob + 2 * (T->ooff[j] + TRI_BASE(k, c1, n2));
+                    idx c = 2 * TRI_START(k, c1);
+                    for (; c + VW <= L; c += VW) {
                         VEC acc = {0};
                         for (idx g = g0; g < g1; ++g) {
                             const REAL *s = S + 2 * (T->so[g] + c1);
@@ -226,7 +264,15 @@ int NAME(full_cg_forward_complex)(const Tables *T, const REAL *qc, idx B, const 
                         }
                         STOREV(o + c, acc);
                     }
-                    for (idx c = nt; c < L; ++c) {
+                    for (; c + HW <= L; c += HW) {
+                        HVEC acc = {0};
+                        for (idx g = g0; g < g1; ++g) {
+                            const REAL *s = S + 2 * (T->so[g] + c1);
+                            acc += s[0] * LOADH(yb + 2 * T->qy[g] + c) + s[1] * LOADH(Ys + 2 * T->qy[g] + c);
+                        }
+                        STOREH(o + c, acc);
+                    }
+                    for (; c < L; ++c) {
                         REAL acc = 0;
                         for (idx g = g0; g < g1; ++g) {
                             const REAL *s = S + 2 * (T->so[g] + c1);
@@ -275,12 +321,28 @@ int NAME(full_cg_backward_complex)(const Tables *T, const REAL *qc, const REAL *
                 memset(acc, 0, sizeof(REAL) * (size_t)(2 * T->dim1 * nm));
             }
             for (idx j = 0; j < T->J; ++j) {
-                const idx n1 = T->rn1[j], L = 2 * ROW_N2(j), nt = L / VW * VW;
+                const idx n1 = T->rn1[j], n2 = ROW_N2(j), L = 2 * n2, nt = L / VW * VW, k = T->rtri[j];
                 const REAL *gj = gb + 2 * T->ooff[j];
                 if (gy)
                     for (idx g = T->qrow[j]; g < T->qrow[j + 1]; ++g) {
                         const REAL *s = S + 2 * T->so[g];
                         REAL *a = accy + 2 * T->qy[g], *bb = accyB + 2 * T->qy[g];
+                        if (k >= 0) {               /* a triangle: fragment by fragment */
+                            for (idx c1 = 0; c1 < n1; ++c1) {
+                                const REAL *grow = gj + 2 * TRI_BASE(k, c1, n2), s0 = s[2 * c1], s1 = s[2 * c1 + 1];
+                                idx c = 2 * TRI_START(k, c1);
+                                for (; c + HW <= L; c += HW) {
+                                    const HVEC gv = LOADH(grow + c);
+                                    STOREH(a + c, LOADH(a + c) + s0 * gv);
+                                    STOREH(bb + c, LOADH(bb + c) + s1 * gv);
+                                }
+                                for (; c < L; ++c) {
+                                    a[c] += s0 * grow[c];
+                                    bb[c] += s1 * grow[c];
+                                }
+                            }
+                            continue;
+                        }
                         for (idx c = 0; c < nt; c += VW) {
                             VEC sa = LOADV(a + c), sb = LOADV(bb + c);
                             for (idx c1 = 0; c1 < n1; ++c1) {
@@ -301,6 +363,23 @@ int NAME(full_cg_backward_complex)(const Tables *T, const REAL *qc, const REAL *
                     for (idx h = T->prow[j]; h < T->prow[j + 1]; ++h) {
                         const REAL *w = W + 2 * T->wo[h], *ws = Wsw + 2 * T->wo[h];
                         REAL *a = acc + T->px[h] * nm, *bb = accB + T->px[h] * nm;
+                        if (k >= 0) {
+                            for (idx c1 = 0; c1 < n1; ++c1) {
+                                const REAL *grow = gj + 2 * TRI_BASE(k, c1, n2);
+                                REAL *arow = a + c1 * nm, *brow = bb + c1 * nm;
+                                idx c = 2 * TRI_START(k, c1);
+                                for (; c + HW <= L; c += HW) {
+                                    const HVEC gv = LOADH(grow + c);
+                                    STOREH(arow + c, LOADH(arow + c) + LOADH(w + c) * gv);
+                                    STOREH(brow + c, LOADH(brow + c) + LOADH(ws + c) * gv);
+                                }
+                                for (; c < L; ++c) {
+                                    arow[c] += w[c] * grow[c];
+                                    brow[c] += ws[c] * grow[c];
+                                }
+                            }
+                            continue;
+                        }
                         for (idx c = 0; c < nt; c += VW) {
                             const VEC wv = LOADV(w + c), wsv = LOADV(ws + c);
                             for (idx c1 = 0; c1 < n1; ++c1) {
@@ -351,3 +430,7 @@ int NAME(full_cg_backward_complex)(const Tables *T, const REAL *qc, const REAL *
 #undef VW
 #undef LOADV
 #undef STOREV
+#undef HVEC
+#undef HW
+#undef LOADH
+#undef STOREH
