@@ -85,6 +85,17 @@ def test_compiled_symmetric_square_triangles(fresh, tau, maxl, dtype):
     _check(plan, dtype, batch=3, threads=2)
 
 
+@pytest.mark.parametrize("tau1,tau2", [((3, 3, 3), (3, 3, 3)), ((1, 4, 4), (4, 1, 4)), ((6, 0, 6), (6, 1, 1))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64, torch.complex128])
+def test_compiled_channelwise_product(fresh, tau1, tau2, dtype):
+    """DiagCGproduct's plans (fragment i with fragment i; one-fragment parts broadcast) run
+    zip_cg.c: its bilinear forms equal the oracle's."""
+    fresh.setenv("SO3NET_CPU_KERNELS", "native")
+    plan = cg_plan(tau1, tau2, None, "diag", "complex" if dtype.is_complex else "real")
+    assert isinstance(native.tables(plan), native.ZipTables)
+    _check(plan, dtype, batch=3, threads=2)
+
+
 def test_mode_is_explicit(fresh):
     fresh.setenv("SO3NET_CPU_KERNELS", "fast")
     with pytest.raises(ValueError, match="SO3NET_CPU_KERNELS must be one of"):

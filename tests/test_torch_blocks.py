@@ -120,12 +120,34 @@ def test_any_full_product_and_gradients_equal_the_reference(cpu_kernels, tau1, t
             torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
 
 
-def test_other_kinds_are_not_block_programs(cpu_kernels):
-    assert block_program(cg_plan((2, 2), (2, 2), None, "diag", "complex"), CPU, torch.float64) is None
+def test_square_and_diag_plans_are_compiled_programs_only(cpu_kernels):
     square = cg_plan((2, 2), (2, 2), None, "square", "real")
-    for plan in (square, *square.backward_plans):     # triangles: compiled only
+    diag = cg_plan((2, 2), (2, 2), None, "diag", "complex")
+    for plan in (square, *square.backward_plans, diag, *diag.backward_plans):
         program = block_program(plan, CPU, torch.float64)
         assert isinstance(program, CompiledProgram) if cpu_kernels == "native" else program is None
+
+
+@given(n=st.integers(2, 4), kinds=st.lists(st.tuples(st.sampled_from("n10"), st.sampled_from("n10")), min_size=1,
+                                             max_size=4),
+       maxl=st.one_of(st.none(), st.integers(0, 4)), basis=st.sampled_from(["complex", "real"]))
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_channelwise_product_and_gradients_equal_the_reference(cpu_kernels, n, kinds, maxl, basis):
+    """DiagCGproduct's plans: parts of n fragments, or one (broadcasting), or none, on either side."""
+    count = {"n": n, "1": 1, "0": 0}
+    plan = cg_plan(tuple(count[a] for a, _ in kinds), tuple(count[b] for _, b in kinds), maxl, "diag", basis)
+    dtype = DTYPES[basis, 64]
+    x = torch.randn(3, plan.dim1, dtype=dtype, requires_grad=True)
+    y = torch.randn(3, plan.dim2, dtype=dtype, requires_grad=True)
+    z, ref = torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan)
+    torch.testing.assert_close(z, ref, rtol=1e-12, atol=1e-12)
+    if z.numel():
+        g = torch.randn_like(z)
+        for a, b in zip(torch.autograd.grad(z, (x, y), g), torch.autograd.grad(ref, (x, y), g)):
+            torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
+def test_second_order_plans_are_not_block_programs():
     px, _ = cg_plan((2, 2), (2, 2), None, "full", "complex").backward_plans
     assert block_program(px.backward_plans[0], CPU, torch.float64) is None    # second-order plans: per path
 

@@ -95,16 +95,22 @@ def _layout(plan: CGPlan) -> _Layout | None:
     return _Layout(n1, n2, int(first1[-1]), int(first2[-1]), P1, P2, coef)
 
 
+def _compiled_tables(forward: CGPlan):
+    """The compiled kernels' tables of a forward plan, or ``None``; shared by the plan's three
+    roles (the forward plan rebuilt from a backward plan may differ in ``kind`` and ``maxl`` only)."""
+    return _tables_of(CGPlan("full", forward.tau1, forward.tau2, forward.tau_out, len(forward.tau_out) - 1,
+                             forward.basis, forward.paths))
+
+
 @lru_cache(maxsize=256)
-def _compiled_tables(forward: CGPlan) -> native.Tables | None:
-    """The compiled kernels' tables of a forward full plan (shared by its three roles), or ``None``."""
-    return native.tables(forward)
+def _tables_of(normalised: CGPlan):
+    return native.tables(normalised)
 
 
 def _forward_of(plan: CGPlan) -> tuple[CGPlan, str] | None:
     """``(forward plan, role)``: role ``"z"`` for a forward plan, ``"x"``/``"y"`` for its backward
     plans (see :attr:`so3net.plan.CGPlan.backward_plans`, whose paths are rebuilt here)."""
-    if plan.kind in ("full", "square"):
+    if plan.kind in ("full", "square", "diag"):
         return plan, "z"
     if plan.kind != "grad" or plan.coef_perm not in (_GRAD_X, _GRAD_Y):
         return None

@@ -36,10 +36,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["mode", "library", "status", "Tables", "tables", "forward", "backward", "MODES"]
+__all__ = ["mode", "library", "status", "Tables", "ZipTables", "tables", "forward", "backward", "MODES"]
 
 MODES = ("auto", "native", "torch")
 _SOURCE = Path(__file__).with_name("full_cg.c")
+_SOURCES = (_SOURCE, _SOURCE.with_name("zip_cg.c"))
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno")
 _FIXED_N2 = (4, 8, 16, 32)               # channel counts of y with an unrolled variant
 _GENERIC = (32, 16)                      # vector bytes of the variants for rows of varying n2
@@ -48,9 +49,10 @@ _VARIANTS = [f"#define FIXED_N2 {n}\n#define VARIANT n{n}\n#include \"full_cg.c\
             [f"#define GENERIC_VBYTES {v}\n#define VARIANT any{v}\n#include \"full_cg.c\"\n#undef GENERIC_VBYTES\n"
              f"#undef VARIANT\n" for v in _GENERIC]
 _DRIVER = "".join(f"#define REAL {real}\n#define SUFFIX {suffix}\n" + "".join(_VARIANTS)
-                  + "#undef REAL\n#undef SUFFIX\n" for real, suffix in (("float", "f32"), ("double", "f64")))
+                  + '#include "zip_cg.c"\n#undef REAL\n#undef SUFFIX\n' for real, suffix in (("float", "f32"), ("double", "f64")))
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _COMPILE_TIMEOUT_S = 300
+_ABI = 3                                  # SO3NET_NATIVE_ABI of full_cg.c: the layout of _Tables, _ZipTables
 _lock = threading.Lock()
 _loaded: dict = {}
 
@@ -89,7 +91,7 @@ def _cache_dir() -> Path:
 def _build() -> Path:
     cc = _compiler()
     version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    key = hashlib.sha256("\0".join([_SOURCE.read_text(), _DRIVER, " ".join(_FLAGS), version,
+    key = hashlib.sha256("\0".join([*(f.read_text() for f in _SOURCES), _DRIVER, " ".join(_FLAGS), version,
                                     _cpu_signature()]).encode()).hexdigest()[:20]
     cache = _cache_dir()
     target = cache / f"full_cg-{key}.so"
@@ -104,10 +106,11 @@ def _build() -> Path:
             run = subprocess.run([*cc, *_FLAGS, f"-I{_SOURCE.parent}", str(driver), "-o", str(built)],
                                  capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S)
         except subprocess.TimeoutExpired as err:
-            raise RuntimeError(f"compiling {_SOURCE.name} with {' '.join(cc)} took over "
+            raise RuntimeError(f"compiling the CG kernels ({_SOURCE.name}) with {' '.join(cc)} took over "
                                f"{_COMPILE_TIMEOUT_S} s") from err
         if run.returncode != 0:
-            raise RuntimeError(f"compiling {_SOURCE.name} with {' '.join(cc)} failed:\n{run.stderr.strip()}")
+            raise RuntimeError(f"compiling {_SOURCE.name} and {_SOURCES[1].name} with {' '.join(cc)} failed:\n"
+                               f"{run.stderr.strip()}")
         os.replace(built, target)          # atomic: concurrent builders agree
     return target
 
@@ -120,6 +123,14 @@ class _Tables(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int64) for name in _COUNTS] + [(name, ctypes.c_void_p) for name in _ARRAYS]
 
 
+_ZIP_ARRAYS = ("rn", "ooff", "bx", "by", "zterm", "xo", "yo")
+
+
+class _ZipTables(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int64) for name in ("J", "dim1", "dim2", "dim_out")] + \
+               [(name, ctypes.c_void_p) for name in _ZIP_ARRAYS]
+
+
 def _declare(lib: ctypes.CDLL) -> None:
     p, lng, i = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     for suffix in _SUFFIX.values():
@@ -129,6 +140,11 @@ def _declare(lib: ctypes.CDLL) -> None:
                 fwd.argtypes, fwd.restype = [ctypes.POINTER(_Tables), p, lng, p, p, p, i], i
                 bwd = getattr(lib, f"full_cg_backward{kind}_{suffix}_{variant}")
                 bwd.argtypes, bwd.restype = [ctypes.POINTER(_Tables), p, p, lng, p, p, p, p, p, i], i
+        for kind in ("", "_complex"):
+            fwd = getattr(lib, f"zip_cg_forward{kind}_{suffix}")
+            fwd.argtypes, fwd.restype = [ctypes.POINTER(_ZipTables), p, lng, p, p, p, i], i
+            bwd = getattr(lib, f"zip_cg_backward{kind}_{suffix}")
+            bwd.argtypes, bwd.restype = [ctypes.POINTER(_ZipTables), p, lng, p, p, p, p, p, i], i
 
 
 def library() -> ctypes.CDLL | None:
@@ -141,6 +157,9 @@ def library() -> ctypes.CDLL | None:
         if "lib" not in _loaded:
             try:
                 lib = ctypes.CDLL(str(_build()))
+                if lib.so3net_native_abi() != _ABI:
+                    raise RuntimeError(f"{lib._name} has table layout {lib.so3net_native_abi()}, this so3net "
+                                       f"expects {_ABI} (restart Python after updating so3net)")
                 _declare(lib)
                 _loaded["lib"], _loaded["error"] = lib, None
             except (RuntimeError, OSError, AttributeError) as err:
@@ -243,6 +262,8 @@ class Tables:
     (q-groups) and by x row (p-groups), as the int64 arrays of ``full_cg.c`` and coefficients in
     float32 and float64; ``n2s``: the channel counts of its rows (:meth:`variant`)."""
 
+    kernel = "full_cg"
+
     def __init__(self, plan, rows: list):
         (qrow, qy, so, qterm, qx), qc = _groups(rows, 1, 1)
         (prow, px, wo, pterm, py), pc = _groups(rows, 0, 2)
@@ -268,11 +289,77 @@ class Tables:
         return "any32" if all(b % 32 == 0 for b in row_bytes) else "any16"
 
 
-def tables(plan) -> Tables | None:
-    """The kernels' tables of a forward ``full`` plan, or ``None`` if its paths do not pair all
-    fragments (:func:`_rows`)."""
+def _zip_rows(plan) -> list | None:
+    """Per output row ``(offset, n, bx, by, terms)`` of a channel-wise plan (every path pairs
+    fragment i with fragment i, a one-fragment side broadcasting: bx or by = 0), terms ``(x-row
+    offset, y-row offset, coefficient)``; ``None`` for other plans or if the rows do not cover the
+    output exactly once."""
+    if plan.coef_perm != (0, 1, 2) or not plan.paths:
+        return None
+    rows = []
+    for p, (m1, m2, m, c) in zip(plan.paths, plan.path_terms):
+        n1, n2 = plan.tau1[p.l1], plan.tau2[p.l2]
+        left, right, out = (np.asarray(a, dtype=np.int64) for a in (p.left, p.right, p.out))
+        n = len(out)
+        if not n:
+            continue
+        steps = []
+        for index, count in ((left, n1), (right, n2)):
+            if (index == np.arange(n)).all():
+                steps.append(1)
+            elif count == 1 and not index.any():
+                steps.append(0)
+            else:
+                return None
+        if not (out == out[0] + np.arange(n)).all():
+            return None
+        width = plan.tau_out[p.l]
+        for row in range(2 * p.l + 1):
+            sel = m == row
+            terms = [(plan.offsets1[p.l1] + a * n1, plan.offsets2[p.l2] + b * n2, v)
+                     for a, b, v in zip(m1[sel].tolist(), m2[sel].tolist(), c[sel].tolist()) if v != 0.0]
+            rows.append((plan.offsets_out[p.l] + row * width + int(out[0]), n, *steps, terms))
+    rows.sort(key=lambda r: r[0])
+    end = 0
+    for offset, n, *_ in rows:
+        if offset != end:
+            return None
+        end += n
+    return rows if end == plan.dim_out else None
+
+
+class ZipTables:
+    """The nonzero CG terms of a channel-wise product (:func:`_zip_rows`) as the arrays of
+    ``zip_cg.c``, with coefficients in float32 and float64."""
+
+    kernel = "zip_cg"
+
+    def __init__(self, plan, rows: list):
+        i64 = lambda v: np.ascontiguousarray(v, dtype=np.int64)  # noqa: E731
+        terms = [t for r in rows for t in r[4]]
+        arrays = dict(rn=i64([r[1] for r in rows]), ooff=i64([r[0] for r in rows]), bx=i64([r[2] for r in rows]),
+                      by=i64([r[3] for r in rows]), zterm=i64(np.cumsum([0] + [len(r[4]) for r in rows])),
+                      xo=i64([t[0] for t in terms]), yo=i64([t[1] for t in terms]))
+        self._keep = arrays                                  # the struct points into these arrays
+        self.dim1, self.dim2, self.dim_out = plan.dim1, plan.dim2, plan.dim_out
+        self.struct = _ZipTables(len(rows), plan.dim1, plan.dim2, plan.dim_out,
+                                 *(arrays[n].ctypes.data for n in _ZIP_ARRAYS))
+        coef = [t[2] for t in terms]
+        self._coef = {dt: (torch.as_tensor(coef, dtype=dt),) * 2 for dt in _SUFFIX}
+
+    def variant(self, dtype: torch.dtype) -> None:
+        return None
+
+
+def tables(plan) -> Tables | ZipTables | None:
+    """The kernels' tables of a forward plan: :class:`Tables` for full products and the symmetric
+    square (:func:`_rows`), :class:`ZipTables` for channel-wise products (:func:`_zip_rows`), else
+    ``None``."""
     rows = _rows(plan)
-    return None if not rows else Tables(plan, rows)
+    if rows:
+        return Tables(plan, rows)
+    rows = _zip_rows(plan)
+    return ZipTables(plan, rows) if rows else None
 
 
 def _ptr(t: torch.Tensor | None):
@@ -284,13 +371,14 @@ def _dense(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.resolve_conj().resolve_neg().contiguous()
 
 
-def _function(lib, name: str, dtype: torch.dtype, variant: str):
+def _function(lib, tables, name: str, dtype: torch.dtype):
     real = dtype.to_real() if dtype.is_complex else dtype
     kind = "_complex" if dtype.is_complex else ""
-    return getattr(lib, f"{name}{kind}_{_SUFFIX[real]}_{variant}")
+    variant = tables.variant(dtype)
+    return getattr(lib, f"{tables.kernel}_{name}{kind}_{_SUFFIX[real]}" + (f"_{variant}" if variant else ""))
 
 
-def _coefficients(tables: Tables, dtype: torch.dtype):
+def _coefficients(tables: Tables | ZipTables, dtype: torch.dtype):
     return tables._coef[dtype.to_real() if dtype.is_complex else dtype]
 
 
@@ -313,7 +401,7 @@ def _run(function, *args) -> None:
         raise MemoryError("a compiled CG kernel could not allocate its per-thread scratch memory")
 
 
-def forward(lib, tables: Tables, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+def forward(lib, tables: Tables | ZipTables, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``out (B, dim_out)`` = the product of packed ``x (B, dim1)`` and ``y (B, dim2)`` (CPU tensors
     of one dtype; ``out`` contiguous). Shapes and dtypes are checked."""
     batch = x.shape[0] if x.dim() == 2 else -1
@@ -322,12 +410,12 @@ def forward(lib, tables: Tables, x: torch.Tensor, y: torch.Tensor, out: torch.Te
     _check("out", out, tables.dim_out, batch, x.dtype, output=True)
     x, y = _dense(x), _dense(y)
     qc, _ = _coefficients(tables, x.dtype)
-    function = _function(lib, "full_cg_forward", x.dtype, tables.variant(x.dtype))
+    function = _function(lib, tables, "forward", x.dtype)
     _run(function, ctypes.byref(tables.struct), _ptr(qc), batch, _ptr(x), _ptr(y), _ptr(out))
     return out
 
 
-def backward(lib, tables: Tables, gz: torch.Tensor, x: torch.Tensor | None, y: torch.Tensor | None,
+def backward(lib, tables: Tables | ZipTables, gz: torch.Tensor, x: torch.Tensor | None, y: torch.Tensor | None,
              gx: torch.Tensor | None, gy: torch.Tensor | None) -> None:
     """Fill ``gx (B, dim1)`` (needs ``y``) and/or ``gy (B, dim2)`` (needs ``x``) from ``gz (B, dim_out)``
     (contiguous outputs of gz's dtype): the bilinear forms of the module docstring, no conjugation."""
@@ -343,6 +431,6 @@ def backward(lib, tables: Tables, gz: torch.Tensor, x: torch.Tensor | None, y: t
         _check("x (for gy)", x, tables.dim1, batch, gz.dtype)
     gz, x, y = _dense(gz), _dense(x), _dense(y)
     qc, pc = _coefficients(tables, gz.dtype)
-    function = _function(lib, "full_cg_backward", gz.dtype, tables.variant(gz.dtype))
-    _run(function, ctypes.byref(tables.struct), _ptr(qc), _ptr(pc), batch, _ptr(gz), _ptr(x), _ptr(y), _ptr(gx),
-         _ptr(gy))
+    function = _function(lib, tables, "backward", gz.dtype)
+    coefficients = (_ptr(qc),) if isinstance(tables, ZipTables) else (_ptr(qc), _ptr(pc))
+    _run(function, ctypes.byref(tables.struct), *coefficients, batch, _ptr(gz), _ptr(x), _ptr(y), _ptr(gx), _ptr(gy))

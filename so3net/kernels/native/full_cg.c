@@ -47,6 +47,9 @@ typedef struct {
 #define NAME(f) CAT(CAT(f, SUFFIX), VARIANT)
 /* Fragment c1 of a row with triangle offset k (-1: full block) covers columns [TRI_START, n2); its
  * column c is element TRI_BASE + c of the row-matrix. */
+/* The layout of Tables and ZipTables (checked by the loader against its ctypes structures). */
+#define SO3NET_NATIVE_ABI 3
+int so3net_native_abi(void) { return SO3NET_NATIVE_ABI; }
 #define TRI_START(k, c1) ((k) < 0 ? 0 : (c1) + (k))
 #define TRI_BASE(k, c1, n2) ((k) < 0 ? (c1) * (n2) : (c1) * (n2) - (c1) * ((c1) - 1) / 2 - (c1) * (k) - (c1) - (k))
 #endif
@@ -97,7 +100,10 @@ int NAME(full_cg_forward)(const Tables *T, const REAL *qc, idx B, const REAL *x,
     {
         REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(T->so[T->G] + 1));
         const int ok = S != NULL;
-        if (!ok) failed = 1;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
 #pragma omp for schedule(static)
         for (idx b = 0; b < B; ++b) {
             if (!ok) continue;
@@ -145,7 +151,10 @@ int NAME(full_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, idx 
         REAL *W = (REAL *)malloc(sizeof(REAL) * (size_t)(T->wo[T->H] + 1));
         REAL *acc = (REAL *)malloc(sizeof(REAL) * (size_t)(T->dim1 * nm + 1));
         const int ok = S && W && acc;
-        if (!ok) failed = 1;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
 #pragma omp for schedule(static)
         for (idx b = 0; b < B; ++b) {
             if (!ok) continue;
@@ -239,7 +248,10 @@ int NAME(full_cg_forward_complex)(const Tables *T, const REAL *qc, idx B, const 
         REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->so[T->G] + 1));
         REAL *Ys = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->dim2 + 1));
         const int ok = S && Ys;
-        if (!ok) failed = 1;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
 #pragma omp for schedule(static)
         for (idx b = 0; b < B; ++b) {
             if (!ok) continue;
@@ -301,7 +313,10 @@ int NAME(full_cg_backward_complex)(const Tables *T, const REAL *qc, const REAL *
         REAL *acc = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->dim1 * nm + 1));    /* A, then B */
         REAL *accy = (REAL *)malloc(sizeof(REAL) * (size_t)(4 * T->dim2 + 1));       /* A, then B */
         const int ok = S && W && acc && accy;
-        if (!ok) failed = 1;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
         REAL *Wsw = ok ? W + 2 * T->wo[T->H] : NULL, *accB = ok ? acc + T->dim1 * nm : NULL;
         REAL *accyB = ok ? accy + 2 * T->dim2 : NULL;
 #pragma omp for schedule(static)
