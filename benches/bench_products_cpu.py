@@ -11,6 +11,9 @@ implementation: median wall time and median process CPU time (which a shared mac
 less) of forward + backward, GFLOP/s of the useful multiply-adds (``flops()`` of the forward plan
 and its two backward plans) and the speed-up over e3nn (target: at least 10x).
 
+Then ``DiagCGproduct`` and ``CGsquare`` of the same types (compiled kernels against the torch path;
+e3nn has no counterpart of either).
+
 Run: ``python3 benches/bench_products_cpu.py [--batch 1000] [--repeats 9] [--threads N] [--thp]``.
 ``--thp`` sets ``THP_MEM_ALLOC_ENABLE=1`` (torch allocates large tensors on huge pages: fresh
 outputs of 50-100 MB otherwise cost tens of ms of page faults); OpenMP threads wait passively
@@ -44,7 +47,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from so3net.kernels import native  # noqa: E402
-from so3net.types import CGproduct, SO3vec, product_plan  # noqa: E402
+from so3net.types import CGproduct, CGsquare, DiagCGproduct, SO3vec, product_plan  # noqa: E402
 
 
 def so3net_step(batch: int, tau, maxl: int, basis: str, kernels: str):
@@ -58,6 +61,20 @@ def so3net_step(batch: int, tau, maxl: int, basis: str, kernels: str):
         os.environ["SO3NET_CPU_KERNELS"] = kernels
         torch.autograd.grad(CGproduct(x, y, maxl).packed(), inputs, g)
     return step, product_plan(x, y, "full", maxl)
+
+
+def family_step(batch: int, tau, maxl: int, basis: str, kernels: str, name: str):
+    """``DiagCGproduct(x, y)`` or ``CGsquare(x)``, forward + backward, with ``kernels`` in force."""
+    x = SO3vec.randn(batch, tau, basis=basis).requires_grad_()
+    y = SO3vec.randn(batch, tau, basis=basis).requires_grad_()
+    product = (lambda: DiagCGproduct(x, y, maxl)) if name == "DiagCGproduct" else (lambda: CGsquare(x, maxl))
+    inputs = list(x.parts.values()) + (list(y.parts.values()) if name == "DiagCGproduct" else [])
+    g = torch.randn_like(product().packed())
+
+    def step():
+        os.environ["SO3NET_CPU_KERNELS"] = kernels
+        torch.autograd.grad(product().packed(), inputs, g)
+    return step
 
 
 def e3nn_step(batch: int, mul: int, maxl: int):
@@ -120,6 +137,20 @@ def main() -> None:
             rate = f"{flops / wall / 1e9:6.2f} GFLOP/s"
             ratio = f"speed-up wall {e_wall / wall:5.2f}x  cpu {e_cpu / cpu:5.2f}x"
         print(f"{names[key]:46s} wall {wall * 1e3:8.1f} ms  cpu {cpu * 1e3:8.1f} ms  {rate}  {ratio}")
+    family = {f"{name}/{basis}/{kernels}": family_step(args.batch, tau, args.maxl, basis, kernels, name)
+              for name in ("DiagCGproduct", "CGsquare") for basis in ("real", "complex")
+              for kernels in ("native", "torch")}
+    times = measure(family, args.repeats)
+    os.environ["SO3NET_CPU_KERNELS"] = "native"
+    print("# the rest of the family, same types, forward + backward (no e3nn counterpart); "
+          "speed-up = torch path / compiled")
+    for key in family:
+        name, basis, kernels = key.split("/")
+        if kernels == "torch":
+            continue
+        (wall, cpu), (t_wall, t_cpu) = times[key], times[f"{name}/{basis}/torch"]
+        print(f"so3net {name} {basis:7s} compiled wall {wall * 1e3:7.1f} ms  torch path {t_wall * 1e3:7.1f} ms  "
+              f"speed-up wall {t_wall / wall:5.2f}x  cpu {t_cpu / cpu:5.2f}x")
 
 if __name__ == "__main__":
     main()

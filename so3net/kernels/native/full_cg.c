@@ -175,12 +175,20 @@ int NAME(full_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, idx 
                     for (idx g = T->qrow[j]; g < T->qrow[j + 1]; ++g) {
                         const REAL *s = S + T->so[g];
                         REAL *a = gyb + T->qy[g];
-                        if (k >= 0) {               /* a triangle: fragment by fragment */
-                            for (idx c1 = 0; c1 < n1; ++c1) {
-                                const REAL *grow = gj + TRI_BASE(k, c1, n2), sc = s[c1];
-                                idx c = TRI_START(k, c1);
-                                for (; c + HW <= n2; c += HW) STOREH(a + c, LOADH(a + c) + sc * LOADH(grow + c));
-                                for (; c < n2; ++c) a[c] += sc * grow[c];
+                        if (k >= 0) {               /* a triangle: chunks of HW columns, summed in registers */
+                            for (idx c0 = 0; c0 < n2; c0 += HW) {
+                                const idx end = c0 + HW <= n2 ? c0 + HW : n2;
+                                idx c1 = 0;         /* fragments with c1 + k <= c0 cover the whole chunk */
+                                if (end - c0 == HW) {
+                                    HVEC sum = LOADH(a + c0);
+                                    for (; c1 < n1 && c1 + k <= c0; ++c1)
+                                        sum += s[c1] * LOADH(gj + TRI_BASE(k, c1, n2) + c0);
+                                    STOREH(a + c0, sum);
+                                }
+                                for (; c1 < n1 && c1 + k < end; ++c1) {  /* the rest: from column c1 + k */
+                                    const REAL *grow = gj + TRI_BASE(k, c1, n2);
+                                    for (idx c = c1 + k > c0 ? c1 + k : c0; c < end; ++c) a[c] += s[c1] * grow[c];
+                                }
                             }
                             continue;
                         }
@@ -342,18 +350,26 @@ int NAME(full_cg_backward_complex)(const Tables *T, const REAL *qc, const REAL *
                     for (idx g = T->qrow[j]; g < T->qrow[j + 1]; ++g) {
                         const REAL *s = S + 2 * T->so[g];
                         REAL *a = accy + 2 * T->qy[g], *bb = accyB + 2 * T->qy[g];
-                        if (k >= 0) {               /* a triangle: fragment by fragment */
-                            for (idx c1 = 0; c1 < n1; ++c1) {
-                                const REAL *grow = gj + 2 * TRI_BASE(k, c1, n2), s0 = s[2 * c1], s1 = s[2 * c1 + 1];
-                                idx c = 2 * TRI_START(k, c1);
-                                for (; c + HW <= L; c += HW) {
-                                    const HVEC gv = LOADH(grow + c);
-                                    STOREH(a + c, LOADH(a + c) + s0 * gv);
-                                    STOREH(bb + c, LOADH(bb + c) + s1 * gv);
+                        if (k >= 0) {               /* a triangle: chunks of HW reals, summed in registers */
+                            for (idx r0 = 0; r0 < L; r0 += HW) {
+                                const idx end = r0 + HW <= L ? r0 + HW : L;
+                                idx c1 = 0;         /* fragments with 2 (c1 + k) <= r0 cover the whole chunk */
+                                if (end - r0 == HW) {
+                                    HVEC sa = LOADH(a + r0), sb = LOADH(bb + r0);
+                                    for (; c1 < n1 && 2 * (c1 + k) <= r0; ++c1) {
+                                        const HVEC gv = LOADH(gj + 2 * TRI_BASE(k, c1, n2) + r0);
+                                        sa += s[2 * c1] * gv;
+                                        sb += s[2 * c1 + 1] * gv;
+                                    }
+                                    STOREH(a + r0, sa);
+                                    STOREH(bb + r0, sb);
                                 }
-                                for (; c < L; ++c) {
-                                    a[c] += s0 * grow[c];
-                                    bb[c] += s1 * grow[c];
+                                for (; c1 < n1 && 2 * (c1 + k) < end; ++c1) {   /* the rest: from column c1 + k */
+                                    const REAL *grow = gj + 2 * TRI_BASE(k, c1, n2);
+                                    for (idx c = 2 * (c1 + k) > r0 ? 2 * (c1 + k) : r0; c < end; ++c) {
+                                        a[c] += s[2 * c1] * grow[c];
+                                        bb[c] += s[2 * c1 + 1] * grow[c];
+                                    }
                                 }
                             }
                             continue;
