@@ -147,9 +147,21 @@ def test_channelwise_product_and_gradients_equal_the_reference(cpu_kernels, n, k
             torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
 
 
-def test_second_order_plans_are_not_block_programs():
-    px, _ = cg_plan((2, 2), (2, 2), None, "full", "complex").backward_plans
-    assert block_program(px.backward_plans[0], CPU, torch.float64) is None    # second-order plans: per path
+def test_second_order_plans(cpu_kernels):
+    """The second-order plan with the forward's axes (d/d gz of d/dx) is a forward product: compiled;
+    the others go path by path."""
+    px, py = cg_plan((2, 3), (2, 2), None, "full", "complex").backward_plans
+    second = (*px.backward_plans, *py.backward_plans)
+    forward_like = [p for p in second if p.coef_perm == (0, 1, 2)]
+    assert len(forward_like) == 1
+    for plan in second:
+        program = block_program(plan, CPU, torch.complex128)
+        compiled = cpu_kernels == "native" and plan.coef_perm == (0, 1, 2)
+        assert isinstance(program, CompiledProgram) if compiled else program is None
+    plan = forward_like[0]
+    a = torch.randn(3, plan.dim1, dtype=torch.complex128)
+    b = torch.randn(3, plan.dim2, dtype=torch.complex128)
+    torch.testing.assert_close(torch_cg.cg_product(a, b, plan), torch_cg.cg_product_reference(a, b, plan))
 
 
 def test_redundant_plans_go_path_by_path(monkeypatch, cpu_kernels):

@@ -110,8 +110,8 @@ def _tables_of(normalised: CGPlan):
 def _forward_of(plan: CGPlan) -> tuple[CGPlan, str] | None:
     """``(forward plan, role)``: role ``"z"`` for a forward plan, ``"x"``/``"y"`` for its backward
     plans (see :attr:`so3net.plan.CGPlan.backward_plans`, whose paths are rebuilt here)."""
-    if plan.kind in ("full", "square", "diag"):
-        return plan, "z"
+    if plan.kind in ("full", "square", "diag") or (plan.kind == "grad" and plan.coef_perm == (0, 1, 2)):
+        return plan, "z"            # a second-order plan with the forward's axes is a forward product
     if plan.kind != "grad" or plan.coef_perm not in (_GRAD_X, _GRAD_Y):
         return None
     if plan.coef_perm == _GRAD_X:     # path (l, l2 -> l1): left = out_f, right = right_f, out = left_f
