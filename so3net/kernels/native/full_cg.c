@@ -47,6 +47,8 @@ typedef struct {
 #define NAME(f) CAT(CAT(f, SUFFIX), VARIANT)
 /* Fragment c1 of a row with triangle offset k (-1: full block) covers columns [TRI_START, n2); its
  * column c is element TRI_BASE + c of the row-matrix. */
+/* A thread without its scratch marks the call failed (and skips its samples). */
+#define FLAG_FAILURE(ok, failed) do { if (!(ok)) { _Pragma("omp atomic write") (failed) = 1; } } while (0)
 /* The layout of Tables and ZipTables (checked by the loader against its ctypes structures). */
 #define SO3NET_NATIVE_ABI 3
 int so3net_native_abi(void) { return SO3NET_NATIVE_ABI; }
@@ -100,10 +102,7 @@ int NAME(full_cg_forward)(const Tables *T, const REAL *qc, idx B, const REAL *x,
     {
         REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(T->so[T->G] + 1));
         const int ok = S != NULL;
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        FLAG_FAILURE(ok, failed);
 #pragma omp for schedule(static)
         for (idx b = 0; b < B; ++b) {
             if (!ok) continue;
@@ -151,10 +150,7 @@ int NAME(full_cg_backward)(const Tables *T, const REAL *qc, const REAL *pc, idx 
         REAL *W = (REAL *)malloc(sizeof(REAL) * (size_t)(T->wo[T->H] + 1));
         REAL *acc = (REAL *)malloc(sizeof(REAL) * (size_t)(T->dim1 * nm + 1));
         const int ok = S && W && acc;
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        FLAG_FAILURE(ok, failed);
 #pragma omp for schedule(static)
         for (idx b = 0; b < B; ++b) {
             if (!ok) continue;
@@ -256,10 +252,7 @@ int NAME(full_cg_forward_complex)(const Tables *T, const REAL *qc, idx B, const 
         REAL *S = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->so[T->G] + 1));
         REAL *Ys = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->dim2 + 1));
         const int ok = S && Ys;
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        FLAG_FAILURE(ok, failed);
 #pragma omp for schedule(static)
         for (idx b = 0; b < B; ++b) {
             if (!ok) continue;
@@ -321,10 +314,7 @@ int NAME(full_cg_backward_complex)(const Tables *T, const REAL *qc, const REAL *
         REAL *acc = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * T->dim1 * nm + 1));    /* A, then B */
         REAL *accy = (REAL *)malloc(sizeof(REAL) * (size_t)(4 * T->dim2 + 1));       /* A, then B */
         const int ok = S && W && acc && accy;
-        if (!ok) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        FLAG_FAILURE(ok, failed);
         REAL *Wsw = ok ? W + 2 * T->wo[T->H] : NULL, *accB = ok ? acc + T->dim1 * nm : NULL;
         REAL *accyB = ok ? accy + 2 * T->dim2 : NULL;
 #pragma omp for schedule(static)
