@@ -16,7 +16,7 @@ CACHES = (torch_blocks._block_program, torch_blocks._pair_programs, torch_cg._pr
 @pytest.fixture
 def fresh(monkeypatch):
     """Program caches and the loaded library forgotten before and after (a test changes the mode)."""
-    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native.build, "_loaded", {})
     for cached in CACHES:
         cached.cache_clear()
     yield monkeypatch
@@ -81,7 +81,7 @@ def test_compiled_symmetric_square_triangles(fresh, tau, maxl, dtype):
     bilinear forms with independent operands equal the oracle's."""
     fresh.setenv("SO3NET_CPU_KERNELS", "native")
     plan = cg_plan(tau, tau, maxl, "square", "complex" if dtype.is_complex else "real")
-    assert any(r[4] >= 0 for r in native._rows(plan))
+    assert any(r[4] >= 0 for r in native.layout._rows(plan))
     _check(plan, dtype, batch=3, threads=2)
 
 
@@ -115,7 +115,7 @@ def test_missing_compiler_raises_in_native_mode_and_warns_in_auto_mode(fresh):
     fresh.setenv("SO3NET_CPU_KERNELS", "native")
     with pytest.raises(RuntimeError, match="no C compiler: '/nonexistent/cc'"):
         native.library()
-    fresh.setattr(native, "_loaded", {})
+    fresh.setattr(native.build, "_loaded", {})
     fresh.setenv("SO3NET_CPU_KERNELS", "auto")
     with pytest.warns(RuntimeWarning, match="compiled CPU kernels unavailable.*no C compiler"):
         assert native.library() is None
@@ -141,9 +141,9 @@ def test_a_failing_compilation_reports_the_compiler_output(fresh, tmp_path):
 
 def test_the_build_is_cached(fresh, tmp_path):
     fresh.setenv("SO3NET_CACHE_DIR", str(tmp_path))
-    first = native._build()
+    first = native.build._build()
     stamp = first.stat().st_mtime_ns
-    assert native._build() == first and first.stat().st_mtime_ns == stamp
+    assert native.build._build() == first and first.stat().st_mtime_ns == stamp
     assert first.parent == tmp_path / "native"
 
 
@@ -206,6 +206,6 @@ def test_lazily_negated_operands(fresh):
 def test_compiler_command_with_arguments_and_empty_cache_setting(fresh, tmp_path):
     fresh.setenv("CC", "env cc")                                            # a wrapper, like "ccache gcc"
     fresh.setenv("SO3NET_CACHE_DIR", "")
-    assert native._compiler()[1:] == ["cc"] and native._cache_dir().is_absolute()
+    assert native.build._compiler()[1:] == ["cc"] and native.build._cache_dir().is_absolute()
     fresh.setenv("SO3NET_CACHE_DIR", str(tmp_path))
-    assert native._build().exists()
+    assert native.build._build().exists()

@@ -1,0 +1,154 @@
+"""Compiling and loading the CG kernels (``full_cg.c``, ``zip_cg.c``), and the mode switch.
+
+The sources are compiled on first use with the system C compiler (``cc``, or ``$CC`` split like a
+shell would; ``-O3 -march=native -fopenmp``) into ``~/.cache/so3net/native`` (or
+``$SO3NET_CACHE_DIR/native``), keyed by the sources, the flags, the compiler and the CPU, loaded
+with ctypes, and their table layout checked against :mod:`.layout`'s structures.
+``SO3NET_CPU_KERNELS`` = ``auto`` (default: compiled kernels when a compiler is there; otherwise
+a warning, once, says why and the torch path runs), ``native`` (compiled kernels or a
+``RuntimeError`` that says why) or ``torch`` (never compile).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+from .layout import FIXED_N2, GENERIC, SUFFIX, _Tables, _ZipTables
+
+__all__ = ["mode", "library", "status", "MODES"]
+
+MODES = ("auto", "native", "torch")
+_SOURCE = Path(__file__).with_name("full_cg.c")
+_SOURCES = (_SOURCE, _SOURCE.with_name("zip_cg.c"))
+_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno")
+_VARIANTS = [f"#define FIXED_N2 {n}\n#define VARIANT n{n}\n#include \"full_cg.c\"\n#undef FIXED_N2\n#undef VARIANT\n"
+             for n in FIXED_N2] + \
+            [f"#define GENERIC_VBYTES {v}\n#define VARIANT any{v}\n#include \"full_cg.c\"\n#undef GENERIC_VBYTES\n"
+             f"#undef VARIANT\n" for v in GENERIC]
+_DRIVER = "".join(f"#define REAL {real}\n#define SUFFIX {suffix}\n" + "".join(_VARIANTS)
+                  + '#include "zip_cg.c"\n#undef REAL\n#undef SUFFIX\n'
+                  for real, suffix in (("float", "f32"), ("double", "f64")))
+_COMPILE_TIMEOUT_S = 300
+_ABI = 3                                  # SO3NET_NATIVE_ABI of full_cg.c: the layout of _Tables, _ZipTables
+_lock = threading.Lock()
+_loaded: dict = {}
+
+
+def mode() -> str:
+    """The setting of ``SO3NET_CPU_KERNELS`` (``auto`` when unset); anything else raises."""
+    value = os.environ.get("SO3NET_CPU_KERNELS", "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"SO3NET_CPU_KERNELS must be one of {MODES}, got {value!r}")
+    return value
+
+
+def _cpu_signature() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor()
+
+
+def _compiler() -> list[str]:
+    """The compiler command (``$CC`` split like a shell would, e.g. ``ccache gcc``; default ``cc``)."""
+    command = shlex.split(os.environ.get("CC", "") or "cc")
+    found = shutil.which(command[0])
+    if found is None:
+        raise RuntimeError(f"no C compiler: {command[0]!r} is not on PATH (install gcc, or set CC)")
+    return [found, *command[1:]]
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("SO3NET_CACHE_DIR") or str(Path.home() / ".cache" / "so3net")
+    return Path(root) / "native"
+
+
+def _build() -> Path:
+    cc = _compiler()
+    version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    key = hashlib.sha256("\0".join([*(f.read_text() for f in _SOURCES), _DRIVER, " ".join(_FLAGS), version,
+                                    _cpu_signature()]).encode()).hexdigest()[:20]
+    cache = _cache_dir()
+    target = cache / f"full_cg-{key}.so"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        driver = Path(tmp) / "driver.c"
+        driver.write_text(_DRIVER)
+        built = Path(tmp) / "lib.so"
+        try:
+            run = subprocess.run([*cc, *_FLAGS, f"-I{_SOURCE.parent}", str(driver), "-o", str(built)],
+                                 capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S)
+        except subprocess.TimeoutExpired as err:
+            raise RuntimeError(f"compiling the CG kernels ({_SOURCE.name}) with {' '.join(cc)} took over "
+                               f"{_COMPILE_TIMEOUT_S} s") from err
+        if run.returncode != 0:
+            raise RuntimeError(f"compiling {_SOURCE.name} and {_SOURCES[1].name} with {' '.join(cc)} failed:\n"
+                               f"{run.stderr.strip()}")
+        os.replace(built, target)          # atomic: concurrent builders agree
+    return target
+
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    p, lng, i = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    for suffix in SUFFIX.values():
+        for variant in [f"n{n}" for n in FIXED_N2] + [f"any{v}" for v in GENERIC]:
+            for kind in ("", "_complex"):
+                fwd = getattr(lib, f"full_cg_forward{kind}_{suffix}_{variant}")
+                fwd.argtypes, fwd.restype = [ctypes.POINTER(_Tables), p, lng, p, p, p, i], i
+                bwd = getattr(lib, f"full_cg_backward{kind}_{suffix}_{variant}")
+                bwd.argtypes, bwd.restype = [ctypes.POINTER(_Tables), p, p, lng, p, p, p, p, p, i], i
+        for kind in ("", "_complex"):
+            fwd = getattr(lib, f"zip_cg_forward{kind}_{suffix}")
+            fwd.argtypes, fwd.restype = [ctypes.POINTER(_ZipTables), p, lng, p, p, p, i], i
+            bwd = getattr(lib, f"zip_cg_backward{kind}_{suffix}")
+            bwd.argtypes, bwd.restype = [ctypes.POINTER(_ZipTables), p, lng, p, p, p, p, p, i], i
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernels, or ``None`` in mode ``torch`` or (with a warning, once) when ``auto``
+    cannot build them; mode ``native`` raises instead."""
+    m = mode()
+    if m == "torch":
+        return None
+    with _lock:
+        if "lib" not in _loaded:
+            try:
+                lib = ctypes.CDLL(str(_build()))
+                if lib.so3net_native_abi() != _ABI:
+                    raise RuntimeError(f"{lib._name} has table layout {lib.so3net_native_abi()}, this so3net "
+                                       f"expects {_ABI} (restart Python after updating so3net)")
+                _declare(lib)
+                _loaded["lib"], _loaded["error"] = lib, None
+            except (RuntimeError, OSError, AttributeError) as err:
+                _loaded["lib"], _loaded["error"] = None, str(err)
+                if m == "auto":
+                    warnings.warn(f"so3net: compiled CPU kernels unavailable, full CG products take the torch "
+                                  f"path (slower). Reason: {err}. Set SO3NET_CPU_KERNELS=torch to choose "
+                                  f"that path explicitly.", RuntimeWarning, stacklevel=2)
+        if _loaded["lib"] is None and m == "native":
+            raise RuntimeError(f"SO3NET_CPU_KERNELS=native but the compiled CPU kernels are unavailable: "
+                               f"{_loaded['error']}")
+        return _loaded["lib"]
+
+
+def status() -> str:
+    """One line: which path full CG products take on the CPU, and why."""
+    lib = library()
+    if lib is not None:
+        return f"compiled ({lib._name})"
+    return "torch (SO3NET_CPU_KERNELS=torch)" if mode() == "torch" else f"torch ({_loaded['error']})"
+
