@@ -15,8 +15,9 @@ The dense GEMMs also multiply C's structural zeros: :attr:`_Layout.redundancy` i
 their multiply-adds to the nonzero ones, and the GEMM evaluation is used only up to
 ``MAX_REDUNDANCY`` (about 6 for l <= 2 with 16 fragments, 17 for l <= 3 with 8; l = 4 with 4
 fragments is 48 and goes path by path, as do all larger l with few fragments). CPU tensors take
-the compiled, sparse-exact kernels of :mod:`.native` instead (:class:`CompiledProgram`: any full
-product, uniform or not, any redundancy) unless ``SO3NET_CPU_KERNELS=torch``.
+the compiled, sparse-exact kernels of :mod:`.native` instead (:class:`CompiledProgram`: full
+products of any types, the symmetric square, channel-wise products, any redundancy) unless
+``SO3NET_CPU_KERNELS=torch``.
 
 :func:`block_program` recognises the forward plan and both of its backward plans (by rebuilding
 the forward plan from a backward one) and returns ``None`` for anything else; the caller then
@@ -59,40 +60,25 @@ class _Layout:
         return dense / max(1, int(np.count_nonzero(self.coef)) * self.n1 * self.n2)
 
 
-def _rows_before(tau: tuple[int, ...]) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum([2 * l + 1 for l in range(len(tau))])]).astype(np.int64)
-
-
 @lru_cache(maxsize=256)
 def _layout(plan: CGPlan) -> _Layout | None:
-    """The layout of a forward ``full`` plan, or ``None`` when its types are not uniform."""
-    if plan.kind != "full" or plan.coef_perm != (0, 1, 2) or not plan.paths:
+    """The layout of a forward ``full`` plan (its row-matrices, :func:`.native.layout._rows`, with
+    operand rows for offsets), or ``None`` when its types are not uniform."""
+    if plan.kind != "full":
         return None
     n1s, n2s = set(plan.tau1), set(plan.tau2)
     if len(n1s) != 1 or len(n2s) != 1 or 0 in n1s | n2s:
         return None
     n1, n2 = n1s.pop(), n2s.pop()
-    left, right = np.repeat(np.arange(n1), n2), np.tile(np.arange(n2), n1)
-    first1, first2 = _rows_before(plan.tau1), _rows_before(plan.tau2)
-    rows = []                       # (packed offset, P1 list, P2 list, coef list)
-    for p, (m1, m2, m, c) in zip(plan.paths, plan.path_terms):
-        out = np.asarray(p.out)
-        if len(out) != n1 * n2 or not ((np.asarray(p.left) == left).all() and (np.asarray(p.right) == right).all()
-                                       and (out == out[0] + np.arange(n1 * n2)).all()):
-            return None
-        width = plan.tau_out[p.l]
-        for row in range(2 * p.l + 1):
-            sel = m == row
-            rows.append((plan.offsets_out[p.l] + row * width + int(out[0]),
-                         first1[p.l1] + m1[sel], first2[p.l2] + m2[sel], c[sel]))
-    rows.sort(key=lambda r: r[0])
-    if [r[0] for r in rows] != list(range(0, len(rows) * n1 * n2, n1 * n2)) or len(rows) * n1 * n2 != plan.dim_out:
+    rows = native.layout._rows(plan)
+    if rows is None or any(r[4] >= 0 for r in rows):
         return None
     K = max(len(r[3]) for r in rows)
     P1, P2, coef = (np.zeros((len(rows), K), dtype=t) for t in (np.int64, np.int64, np.float64))
-    for j, (_, a, b, c) in enumerate(rows):
-        P1[j, :len(c)], P2[j, :len(c)], coef[j, :len(c)] = a, b, c
-    return _Layout(n1, n2, int(first1[-1]), int(first2[-1]), P1, P2, coef)
+    for j, (_, _, _, terms, _) in enumerate(rows):
+        for k, (xo, yo, c) in enumerate(terms):
+            P1[j, k], P2[j, k], coef[j, k] = xo // n1, yo // n2, c
+    return _Layout(n1, n2, plan.dim1 // n1, plan.dim2 // n2, P1, P2, coef)
 
 
 def _compiled_tables(forward: CGPlan):
@@ -125,8 +111,8 @@ def _forward_of(plan: CGPlan) -> tuple[CGPlan, str] | None:
 
 
 class CompiledProgram:
-    """One role (``z``, ``x`` or ``y``) of a full product on CPU tensors, by the compiled kernels of
-    :mod:`.native` (sparse-exact; any operand types, any dtype)."""
+    """One role (``z``, ``x`` or ``y``) of a product on CPU tensors, by the compiled kernels of
+    :mod:`.native` (sparse-exact; the plans :func:`.native.tables` takes, any dtype)."""
 
     def __init__(self, tables: native.Tables, role: str, forward: CGPlan, lib):
         self.tables, self.role, self.forward, self.lib = tables, role, forward, lib
@@ -169,13 +155,7 @@ class BlockProgram:
         np.add.at(C, (layout.P2.reshape(-1), np.repeat(np.arange(J), K), layout.P1.reshape(-1)),
                   layout.coef.reshape(-1))
         C = C.reshape(layout.rows2 * J, layout.rows1)
-        self._coef = {}
-        self._base = torch.as_tensor(C.T.copy() if role == "x" else C, device=device, dtype=real)
-
-    def _matrix(self, dtype: torch.dtype) -> torch.Tensor:
-        if dtype not in self._coef:
-            self._coef[dtype] = self._base.to(dtype)
-        return self._coef[dtype]
+        self._C = torch.as_tensor(C.T.copy() if role == "x" else C, device=device, dtype=real)
 
     def width(self) -> int:
         L = self.layout
@@ -195,10 +175,10 @@ class BlockProgram:
         """``out = C @ M`` batched; the real coefficients act on the real and imaginary planes of a
         complex ``M`` by one real GEMM (half the work of a complex GEMM)."""
         if not M.is_complex():
-            torch.matmul(self._matrix(M.dtype), M, out=out)
+            torch.matmul(self._C, M, out=out)
             return
         planes = torch.view_as_real(M.resolve_conj()).flatten(-2)
-        torch.matmul(self._matrix(planes.dtype), planes, out=torch.view_as_real(out).flatten(-2))
+        torch.matmul(self._C, planes, out=torch.view_as_real(out).flatten(-2))
 
     def chunk(self, a: torch.Tensor, b: torch.Tensor, T: torch.Tensor, dst: torch.Tensor) -> None:
         """Rows ``a``, ``b`` of one chunk into ``dst`` (k, width), with scratch ``T``."""
@@ -231,9 +211,10 @@ def _chunks(n: int, step: int):
     return (slice(s, min(n, s + step)) for s in range(0, n, step))
 
 
-def gradient_pair(px: BlockProgram, py: BlockProgram, gz: torch.Tensor, y: torch.Tensor, x: torch.Tensor):
-    """Both input gradients ``(px(gz, y), py(gz, x))`` of one product, chunk by chunk, so that each
-    chunk of ``gz`` (the largest tensor) is read from memory once."""
+def gradient_pair(px, py, gz: torch.Tensor, y: torch.Tensor, x: torch.Tensor):
+    """Both input gradients ``(px(gz, y), py(gz, x))`` of one product (two :class:`CompiledProgram`s
+    or two :class:`BlockProgram`s) in one pass over ``gz`` (the largest tensor): one kernel call, or
+    chunk by chunk."""
     n = gz.shape[0]
     gx = torch.empty(n, px.width(), dtype=gz.dtype, device=gz.device)
     gy = torch.empty(n, py.width(), dtype=gz.dtype, device=gz.device)
@@ -249,9 +230,9 @@ def gradient_pair(px: BlockProgram, py: BlockProgram, gz: torch.Tensor, y: torch
 
 
 def block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype):
-    """The whole-plan program of ``plan`` for tensors of ``dtype`` on ``device`` if it is a full
-    product or one of its backward plans: a :class:`CompiledProgram` on the CPU when the compiled
-    kernels are in force, a :class:`BlockProgram` for uniform types, else ``None``."""
+    """The whole-plan program of ``plan`` for tensors of ``dtype`` on ``device`` if it is a product
+    or one of its backward plans: a :class:`CompiledProgram` on the CPU when the compiled kernels
+    are in force and take it, a :class:`BlockProgram` for uniform full products, else ``None``."""
     return _block_program(plan, device, dtype, native.mode())
 
 
@@ -274,8 +255,8 @@ def _block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype, mode:
 
 
 def pair_programs(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, dtype: torch.dtype):
-    """``(px, py)`` when ``plan_x``/``plan_y`` are the two backward plans of one uniform full
-    product (then :func:`gradient_pair` applies), else ``None``."""
+    """``(px, py)`` when ``plan_x``/``plan_y`` are the two backward plans of one product with a
+    whole-plan program (then :func:`gradient_pair` applies), else ``None``."""
     return _pair_programs(plan_x, plan_y, device, dtype, native.mode())
 
 

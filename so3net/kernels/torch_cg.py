@@ -119,8 +119,8 @@ def bilinear(plan: CGPlan, rows: RowMap | None, a, b, w, conj_out: bool) -> torc
 
 def bilinear_pair(plan_a: CGPlan, conj_a: bool, plan_b: CGPlan, conj_b: bool, gz, b, a):
     """``(bilinear(plan_a, None, gz, b, None, conj_a), bilinear(plan_b, None, gz, a, None, conj_b))``:
-    the two input gradients of a product. For a uniform full product both are evaluated chunk by
-    chunk in one pass over ``gz`` (:func:`.torch_blocks.gradient_pair`)."""
+    the two input gradients of a product. When the product has whole-plan programs both come from
+    one pass over ``gz`` (:func:`.torch_blocks.gradient_pair`)."""
     pair = pair_programs(plan_a, plan_b, gz.device, gz.dtype) if gz.shape[0] else None
     if pair is None:
         return bilinear(plan_a, None, gz, b, None, conj_a), bilinear(plan_b, None, gz, a, None, conj_b)

@@ -36,61 +36,67 @@ class _ZipTables(ctypes.Structure):
                [(name, ctypes.c_void_p) for name in _ZIP_ARRAYS]
 
 
-
 def _size(n1: int, n2: int, tri: int) -> int:
     """Entries of a row-matrix: a full (n1, n2) block (tri = -1) or the triangle c2 >= c1 + tri."""
     return n1 * n2 if tri < 0 else max(0, n1 - tri) * (n1 - tri + 1) // 2
 
 
-def _blocks(p, n1: int, n2: int):
-    """The output blocks of path ``p`` as ``(out index, tri)``: ``tri = -1`` when the path pairs all
-    fragments (an (n1, n2) block), ``k`` for the row-major upper triangle ``triu_indices(n, k)``
-    (the symmetric square's l1 = l2 blocks); ``None`` for anything else."""
+def _block(p, n1: int, n2: int) -> tuple[int, int] | None:
+    """The output block of a non-empty path ``p`` as ``(first out index, tri)``: ``tri = -1`` when
+    the path pairs all fragments (an (n1, n2) block), ``k`` for the row-major upper triangle
+    ``triu_indices(n, k)`` (the symmetric square's l1 = l2 blocks); ``None`` for anything else."""
     left, right, out = (np.asarray(a, dtype=np.int64) for a in (p.left, p.right, p.out))
-    if not len(out):
-        return []
     if not (out == out[0] + np.arange(len(out))).all():
         return None
     if len(out) == n1 * n2 and (left == np.repeat(np.arange(n1), n2)).all() \
             and (right == np.tile(np.arange(n2), n1)).all():
-        return [(int(out[0]), -1)]
+        return int(out[0]), -1
     for k in (0, 1):
         i, j = np.triu_indices(n1, k=k)
         if n1 == n2 and len(out) == len(i) and (left == i).all() and (right == j).all():
-            return [(int(out[0]), k)]
+            return int(out[0]), k
     return None
+
+
+def _covering(rows: list, size, dim_out: int) -> list | None:
+    """``rows`` (offset first) in packed order if their ``size(row)`` entries cover ``dim_out``
+    exactly once, else ``None``."""
+    rows = sorted(rows, key=lambda r: r[0])
+    end = 0
+    for row in rows:
+        if row[0] != end:
+            return None
+        end += size(row)
+    return rows if end == dim_out else None
 
 
 def _rows(plan) -> list | None:
     """Per output row-matrix ``(offset, n1, n2, terms, tri)`` with terms ``(x-row offset, y-row
     offset, coefficient)`` (nonzero, merged), in packed order; ``None`` unless every path of
-    ``plan`` is made of full blocks or triangles (:func:`_blocks`: full products, the symmetric
-    square and their backward plans) that cover the output once."""
+    ``plan`` is a full block or a triangle (:func:`_block`: full products, the symmetric square
+    and their backward plans) and the rows cover the output once."""
     if plan.coef_perm != (0, 1, 2) or not plan.paths:
         return None
     rows = []
     for p, (m1, m2, m, c) in zip(plan.paths, plan.path_terms):
+        if not p.out:
+            continue
         n1, n2 = plan.tau1[p.l1], plan.tau2[p.l2]
-        blocks = _blocks(p, n1, n2)
-        if blocks is None:
+        block = _block(p, n1, n2)
+        if block is None:
             return None
+        out, tri = block
         width = plan.tau_out[p.l]
         for row in range(2 * p.l + 1):
             sel = m == row
-            for out, tri in blocks:
-                merged: dict = {}
-                for a, b, v in zip(m1[sel].tolist(), m2[sel].tolist(), c[sel].tolist()):
-                    key = (plan.offsets1[p.l1] + a * n1, plan.offsets2[p.l2] + b * n2)
-                    merged[key] = merged.get(key, 0.0) + v
-                terms = [(xo, yo, v) for (xo, yo), v in sorted(merged.items()) if v != 0.0]
-                rows.append((plan.offsets_out[p.l] + row * width + out, n1, n2, terms, tri))
-    rows = [r for r in sorted(rows, key=lambda r: r[0]) if _size(r[1], r[2], r[4])]
-    end = 0
-    for offset, n1, n2, _, tri in rows:
-        if offset != end:
-            return None
-        end += _size(n1, n2, tri)
-    return rows if end == plan.dim_out else None
+            merged: dict = {}
+            for a, b, v in zip(m1[sel].tolist(), m2[sel].tolist(), c[sel].tolist()):
+                key = (plan.offsets1[p.l1] + a * n1, plan.offsets2[p.l2] + b * n2)
+                merged[key] = merged.get(key, 0.0) + v
+            terms = [(xo, yo, v) for (xo, yo), v in sorted(merged.items()) if v != 0.0]
+            rows.append((plan.offsets_out[p.l] + row * width + out, n1, n2, terms, tri))
+    rows = [r for r in rows if _size(r[1], r[2], r[4])]
+    return _covering(rows, lambda r: _size(r[1], r[2], r[4]), plan.dim_out)
 
 
 def _groups(rows: list, key: int, length: int):
@@ -134,7 +140,6 @@ class Tables:
         self.struct = _Tables(*(counts[n] for n in _COUNTS), *(arrays[n].ctypes.data for n in _ARRAYS))
         self._coef = {dt: (torch.as_tensor(qc, dtype=dt), torch.as_tensor(pc, dtype=dt)) for dt in SUFFIX}
 
-
     def variant(self, dtype: torch.dtype) -> str:
         """The compiled variant for ``dtype``: unrolled when every row has the same n2 in
         ``FIXED_N2``; else 32-byte vectors when they tile every row, else 16-byte ones."""
@@ -175,13 +180,7 @@ def _zip_rows(plan) -> list | None:
             terms = [(plan.offsets1[p.l1] + a * n1, plan.offsets2[p.l2] + b * n2, v)
                      for a, b, v in zip(m1[sel].tolist(), m2[sel].tolist(), c[sel].tolist()) if v != 0.0]
             rows.append((plan.offsets_out[p.l] + row * width + int(out[0]), n, *steps, terms))
-    rows.sort(key=lambda r: r[0])
-    end = 0
-    for offset, n, *_ in rows:
-        if offset != end:
-            return None
-        end += n
-    return rows if end == plan.dim_out else None
+    return _covering(rows, lambda r: r[1], plan.dim_out)
 
 
 class ZipTables:
