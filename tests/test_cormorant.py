@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from so3net.models import PRESETS, Cormorant, CormorantConfig
-from so3net.nn import split_parts
 from so3net.wigner import random_rotation, wigner_D_from_matrix
 
 ETHANOL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "ethanol_ccsd_t-train.npz"
@@ -70,7 +69,8 @@ def test_every_hidden_layer_is_equivariant():
     R = random_rotation(dtype=torch.float64, generator=torch.Generator().manual_seed(7))
     for x, xr, layer in zip(model.features(pos, species, batch), model.features(pos @ R.T, species, batch),
                             model.cg_layers):
-        parts, rotated = split_parts(x, layer.tau_out), split_parts(xr, layer.tau_out)
+        assert tuple(x.tau) == layer.tau_out
+        parts, rotated = x.parts, xr.parts
         for l, p in parts.items():
             assert float(p.detach().abs().max()) > 1e-8, f"part {l} is zero: the check would be vacuous"
             D = wigner_D_from_matrix(l, R).to(p.dtype)

@@ -1,6 +1,7 @@
-"""Layers of so3net.nn: equivariance layer by layer, the channel-wise products against the kernels'
-cg_product (the oracle), neighbour lists against brute force, radial bases and cutoffs,
-invariant read-outs, gradients to second order."""
+"""Layers of so3net.nn: equivariance layer by layer, the Cormorant aggregation through the kernels'
+outer strategy against the per-edge cg_product (the oracle), neighbour slots, radial bases and
+cutoffs, invariant read-outs, gradients to second order. The outer strategy itself is tested in
+tests/test_message.py."""
 import math
 
 import numpy as np
@@ -10,11 +11,11 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from so3net.kernels.dispatch import cg_product
+from so3net.kernels.message import channelwise_product, channelwise_square_plan, padded_message_product
 from so3net.nn import (BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, RadPolyTrig, SO3Linear, SoftCutoff,
-                       aggregate_messages, cg_square, channelwise_square_plan, contraction, cosine_cutoff,
-                       edge_harmonics, invariants, join_parts, mcn_to_packed, message_plan, packed_to_mcn, pair_dots,
-                       radius_graph, smooth_switch, split_parts, tau_dim)
-from so3net.plan import cg_plan
+                       cosine_cutoff, edge_harmonics, edge_operand, edge_vectors, invariants, pair_dots, smooth_switch)
+from so3net.plan import cg_plan, packed_offsets
+from so3net.types import SO3vec
 from so3net.wigner import random_rotation, wigner_D_from_matrix
 
 FAST = settings(max_examples=12, deadline=None)
@@ -30,22 +31,20 @@ def close(a, b, tol):
 
 
 def randn_packed(B, tau, gen, dtype=C128):
-    return torch.randn(B, tau_dim(tau), dtype=dtype, generator=gen)
+    return torch.randn(B, packed_offsets(tuple(tau))[1], dtype=dtype, generator=gen)
 
 
-def sources(nbrs, x, tau):
-    """Source features (C, N, d, D) of packed x for the layers."""
-    return nbrs.gather(packed_to_mcn(x, tau).permute(1, 2, 0).contiguous(), dim=1)
+def vec(x, tau):
+    return SO3vec.from_packed(x, tau)
 
 
 def square(x, plan):
-    return mcn_to_packed(cg_square(packed_to_mcn(x, plan.tau1), plan))
+    return channelwise_product(x, x, plan)
 
 
 def rotate_packed(x, tau, R):
     """Apply D^l(R) to every part of a packed vector."""
-    parts = split_parts(x, tau)
-    return join_parts({l: wigner_D_from_matrix(l, R).to(p.dtype) @ p for l, p in parts.items()})[0]
+    return vec(x, tau).rotate(R).packed()
 
 
 def random_edges(n_atoms, n_edges, gen):
@@ -81,7 +80,8 @@ def test_linear_mixing_is_equivariant(tau, n_out, seed):
     lin = SO3Linear(tau, (n_out,) * len(tau)).double()
     x = randn_packed(3, tau, g)
     R = random_rotation(dtype=torch.float64, generator=g)
-    close(lin(rotate_packed(x, tau, R)), rotate_packed(lin(x), lin.tau_out, R), 1e-12)
+    close(lin(vec(rotate_packed(x, tau, R), tau)).packed(), rotate_packed(lin(vec(x, tau)).packed(), lin.tau_out, R),
+          1e-12)
 
 
 def test_linear_mixing_rejects_missing_parts():
@@ -106,7 +106,7 @@ def test_square_plan_keeps_exactly_the_symmetric_blocks():
     tau, maxl = (2, 2, 2), 4
     full, sym = cg_plan(tau, tau, maxl, "diag"), channelwise_square_plan(tau, maxl)
     x = randn_packed(3, tau, g)
-    zf, zs = split_parts(cg_product(x, x, full), full.tau_out), split_parts(square(x, sym), sym.tau_out)
+    zf, zs = vec(cg_product(x, x, full), full.tau_out).parts, vec(square(x, sym), sym.tau_out).parts
 
     def block(z, p):
         return z[p.l][:, :, p.out[0]:p.out[-1] + 1]
@@ -144,27 +144,27 @@ def _slot_layout(values, src, dst, n_atoms):
 
 @FAST
 @given(st.integers(1, 3), st.integers(0, 2), st.sampled_from([0, 1, 3]), st.integers(0, 3), st.integers(0, 2**31))
-def test_aggregate_messages_matches_kernel_oracle(C, L_sh, L_atom, maxl, seed):
+def test_cormorant_aggregation_matches_kernel_oracle(C, L_sh, L_atom, maxl, seed):
     g = torch.Generator().manual_seed(seed)
     n_atoms = 5
     src, dst = random_edges(n_atoms, 12, g)
     tau_atom = (C,) * (L_atom + 1)
-    plan = message_plan((C,) * (L_sh + 1), tau_atom, maxl)
+    plan = cg_plan((C,) * (L_sh + 1), tau_atom, maxl, "diag")
     scalars = torch.randn(len(src), L_sh + 1, C, dtype=C128, generator=g)
     Y = torch.randn(len(src), (L_sh + 1) ** 2, dtype=C128, generator=g)
     x = randn_packed(n_atoms, tau_atom, g)
     nbrs, s_slots = _slot_layout(scalars, src, dst, n_atoms)
     _, y_slots = _slot_layout(Y, src, dst, n_atoms)
-    got = mcn_to_packed(aggregate_messages(s_slots, y_slots, sources(nbrs, x, tau_atom), plan))
+    got = padded_message_product(edge_operand(s_slots, y_slots), nbrs.sources(x, C), plan)
     close(got, _edge_reference(scalars, Y, x, src, dst, plan), 1e-12)
 
 
-def test_contraction_gradients_to_second_order():
+def test_aggregation_and_square_gradients_to_second_order():
     """First and second derivatives of the aggregation and the square equal those of the kernels'
     cg_product (itself differentiable to any order) on the same inputs."""
     g = torch.Generator().manual_seed(3)
     C, tau = 2, (2, 2)
-    plan, sq = message_plan((C, C), tau, 2), channelwise_square_plan(tau, 2)
+    plan, sq = cg_plan((C, C), tau, 2, "diag"), channelwise_square_plan(tau, 2)
     src, dst = torch.tensor([0, 1, 2, 2, 0]), torch.tensor([1, 0, 0, 1, 2])
     scalars = torch.randn(len(src), 2, C, dtype=C128, generator=g, requires_grad=True)
     Y = torch.randn(len(src), 4, dtype=C128, generator=g)
@@ -175,7 +175,7 @@ def test_contraction_gradients_to_second_order():
     def ours(s, x):
         nbrs, s_slots = _slot_layout(s, src, dst, 3)
         _, y_slots = _slot_layout(Y, src, dst, 3)
-        agg = mcn_to_packed(aggregate_messages(s_slots, y_slots, sources(nbrs, x, tau), plan))
+        agg = padded_message_product(edge_operand(s_slots, y_slots), nbrs.sources(x, C), plan)
         return (agg * w).sum().real + (square(x, sq) * ws).sum().real
 
     def oracle(s, x):
@@ -190,25 +190,7 @@ def test_contraction_gradients_to_second_order():
         close(a, b, 1e-11)
 
 
-def test_contraction_rejects_mixed_fragment_counts():
-    with pytest.raises(ValueError, match="same fragment count"):
-        contraction(cg_plan((2, 2), (1, 1), 2, "diag"))
-    with pytest.raises(ValueError, match="diag plan"):
-        contraction(cg_plan((2, 2), (2, 2), 2, "full"))
-
-
 # ------------------------------------------------------------------ neighbours
-def test_radius_graph_equals_brute_force_within_molecules():
-    g = torch.Generator().manual_seed(4)
-    batch = torch.tensor([2, 0, 0, 1, 2, 0, 2, 2, 1, 0])  # unsorted, molecule sizes 4, 2, 4
-    pos = 2 * torch.randn(len(batch), 3, dtype=torch.float64, generator=g)
-    src, dst = radius_graph(pos, batch, 2.5)
-    got = set(zip(src.tolist(), dst.tolist()))
-    want = {(j, i) for i in range(len(batch)) for j in range(len(batch))
-            if i != j and batch[i] == batch[j] and float((pos[i] - pos[j]).norm()) < 2.5}
-    assert got == want and len(got) == len(src)
-
-
 def test_neighbour_slots_round_trip():
     g = torch.Generator().manual_seed(5)
     src, dst = random_edges(7, 20, g)
@@ -217,7 +199,7 @@ def test_neighbour_slots_round_trip():
     pairs = [(int(j), i) for i in range(7) for j, ok in zip(nbrs.src[i], nbrs.mask[i]) if ok]
     assert sorted(pairs) == sorted(zip(src.tolist(), dst.tolist()))
     assert bool((nbrs.src[~nbrs.mask] == 7).all())
-    vec, r = nbrs.vectors(torch.randn(7, 3, dtype=torch.float64, generator=g), far=9.0)
+    _, r = edge_vectors(nbrs, torch.randn(7, 3, dtype=torch.float64, generator=g), far=9.0)
     assert bool((r[~nbrs.mask] == 9.0).all())
 
 
@@ -231,7 +213,7 @@ def test_pair_dots_and_invariants_are_invariant():
     xr = rotate_packed(x, tau, R)
 
     def dots(x):
-        return pair_dots(packed_to_mcn(x, tau).permute(1, 2, 0), sources(nbrs, x, tau), tau)
+        return pair_dots(vec(x, tau), nbrs.sources(x, 3))
 
     close(dots(xr), dots(x), 1e-12)
     d = dots(x)
@@ -239,8 +221,8 @@ def test_pair_dots_and_invariants_are_invariant():
     ref = (x[0, 3:12].reshape(3, 3)[:, 2].conj() * x[1, 3:12].reshape(3, 3)[:, 2]).sum()
     assert int(nbrs.src[i, k]) == 1
     close(d[i, k, 3 + 2], ref, 1e-12)
-    close(invariants(xr, tau), invariants(x, tau), 1e-12)
-    assert invariants(x, tau).shape == (4, 2 * 3 + 9)
+    close(invariants(vec(xr, tau)), invariants(vec(x, tau)), 1e-12)
+    assert invariants(vec(x, tau)).shape == (4, 2 * 3 + 9)
 
 
 # ------------------------------------------------------------------ radial bases and cutoffs
@@ -290,8 +272,8 @@ def test_part_norm_is_equivariant_and_normalises():
     norm = PartNorm(tau).double()
     x = randn_packed(5, tau, g) * 7
     R = random_rotation(dtype=torch.float64, generator=g)
-    close(norm(rotate_packed(x, tau, R)), rotate_packed(norm(x), tau, R), 1e-12)
-    for l, p in split_parts(norm(x), tau).items():
+    close(norm(vec(rotate_packed(x, tau, R), tau)).packed(), rotate_packed(norm(vec(x, tau)).packed(), tau, R), 1e-12)
+    for l, p in norm(vec(x, tau)).parts.items():
         close(p.abs().square().mean(dim=(1, 2)), torch.ones(5, dtype=torch.float64), 1e-5)
 
 
@@ -328,8 +310,8 @@ def test_cg_layer_is_equivariant():
         R = random_rotation(dtype=torch.float64, generator=g)
 
         def run(pos, x, tau_in=tau_in, layer=layer):
-            vec, r = nbrs.vectors(pos, far=10.0)
-            out = layer(packed_to_mcn(x, tau_in), scalars, edge_harmonics(vec, 2), sources(nbrs, x, tau_in))
-            return mcn_to_packed(out)
+            v, _ = edge_vectors(nbrs, pos, far=10.0)
+            out = layer(vec(x, tau_in), edge_operand(scalars, edge_harmonics(v, 2)), nbrs.sources(x, C))
+            return out.packed()
 
         close(run(pos @ R.T, rotate_packed(x, tau_in, R)), rotate_packed(run(pos, x), layer.tau_out, R), 1e-11)

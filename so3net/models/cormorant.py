@@ -20,10 +20,11 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch import nn
 
+from ..data.neighbors import radius_graph
 from ..nn import (AtomMLP, BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, RadPolyTrig, SoftCutoff,
-                  edge_harmonics, invariants, mcn_to_packed, num_invariants, packed_to_mcn, pair_dots, radius_graph,
-                  smooth_switch, uniform_tau)
+                  edge_harmonics, edge_operand, edge_vectors, invariants, num_invariants, pair_dots, smooth_switch)
 from ..nn.radial import SOFT_MODES
+from ..types import SO3vec
 
 __all__ = ["CormorantConfig", "PRESETS", "Cormorant"]
 
@@ -106,7 +107,7 @@ class Cormorant(nn.Module):
         self.radial = nn.ModuleList(self._radial() for _ in range(L))
         num_basis = self.radial[0].num_basis
         self.edge_levels, self.cg_layers, self.norms = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
-        tau, tau_edge = (C,), uniform_tau(C, cfg.max_sh)
+        tau, tau_edge = (C,), (C,) * (cfg.max_sh + 1)
         for level in range(L):
             soft = None if cfg.soft_cutoff == "none" else SoftCutoff(C, cfg.soft_cut_rad, cfg.soft_cut_width, cfg.soft_cutoff)
             self.edge_levels.append(EdgeLevel(C if level else 0, sum(tau), num_basis, C, cfg.max_sh, soft, cfg.edge_init,
@@ -164,36 +165,30 @@ class Cormorant(nn.Module):
     # ------------------------------------------------------------------ forward
     def neighbours(self, positions: torch.Tensor, batch: torch.Tensor) -> Neighbours:
         """Padded neighbour lists of the radius graph (``hard_cut_rad``, within each molecule)."""
-        src, dst = radius_graph(positions, batch, self.config.hard_cut_rad)
+        src, dst = radius_graph(positions.detach(), batch, self.config.hard_cut_rad)
         return Neighbours.from_edges(src, dst, positions.shape[0])
 
-    def features(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> list[torch.Tensor]:
-        """Packed atom features after each CG layer, type ``(C,) * (maxl + 1)``: a list of (N, dim)."""
+    def features(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> list[SO3vec]:
+        """Atom features after each CG layer: ``SO3vec``s of batch (N,) and type ``(C,) * (maxl + 1)``."""
         self._check(positions, species, batch)
-        cfg = self.config
+        cfg, C = self.config, self.config.num_channels
         nbrs = self.neighbours(positions, batch)
-        vec, r = nbrs.vectors(positions, far=2 * cfg.hard_cut_rad + 1)
+        vec, r = edge_vectors(nbrs, positions, far=2 * cfg.hard_cut_rad + 1)
         harmonics = edge_harmonics(vec, cfg.max_sh)
         hard = smooth_switch(r, cfg.hard_cut_rad - cfg.hard_cut_switch, cfg.hard_cut_rad)
-        x = torch.view_as_complex(self.embed(self.atom_scalars(species)).reshape(-1, cfg.num_channels, 2))
-        x = x.t()[None]                                            # mcn layout (1, C, N)
-        tau, edge, levels = (cfg.num_channels,), None, []
+        x = torch.view_as_complex(self.embed(self.atom_scalars(species)).reshape(-1, C, 2))
+        x = SO3vec.from_packed(x, (C,))
+        edge, levels = None, []
         for radial, edge_level, layer, norm in zip(self.radial, self.edge_levels, self.cg_layers, self.norms):
-            x_cnd = x.permute(1, 2, 0).contiguous()                 # (C, N, D)
-            x_src = nbrs.gather(x_cnd, dim=1)                       # (C, N, d, D)
-            edge = edge_level(edge, pair_dots(x_cnd, x_src, tau), radial(r), r, hard)
-            x = layer(x, edge, harmonics, x_src)
-            packed = norm(mcn_to_packed(x))
-            if not isinstance(norm, nn.Identity):
-                x = packed_to_mcn(packed, layer.tau_out)
-            tau = layer.tau_out
-            levels.append(packed)
+            sources = nbrs.sources(x.packed(), C)
+            edge = edge_level(edge, pair_dots(x, sources), radial(r), r, hard)
+            x = norm(layer(x, edge_operand(edge, harmonics), sources))
+            levels.append(x)
         return levels
 
     def atom_energies(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """Energy contribution of every atom, (N,)."""
-        levels = self.features(positions, species, batch)
-        inv = torch.cat([invariants(x, l.tau_out) for x, l in zip(levels, self.cg_layers)], 1)
+        inv = torch.cat([invariants(x) for x in self.features(positions, species, batch)], 1)
         out = self.readout(inv)[:, 0] * self.energy_scale
         return out + self.atom_energy[self.species_to_index(species)]
 

@@ -1,19 +1,13 @@
-"""Equivariant layers: per-l mixing, CG nonlinearity, normalisation, radial bases, edge features,
-invariant read-outs and Cormorant's edge and CG levels. Features are packed SO(3)-vectors (see
-``so3net.plan``): a type tau over B rows is a (B, dim) complex tensor."""
-from ._layout import join_parts, mcn_parts, mcn_to_packed, packed_to_mcn, split_parts, tau_dim, uniform_tau
-from .cglayer import CGLayer, EdgeLevel
-from .edges import Neighbours, edge_harmonics, pair_dots, radius_graph, sum_over_m
-from .linear import SO3Linear, init_complex_weight, mix_parts
+"""Equivariant layers on ``SO3vec``s: per-l mixing, normalisation, radial bases, edge features,
+invariant read-outs and Cormorant's edge and CG levels. The CG products are the kernels' channel-wise
+products (:mod:`so3net.kernels.message`); features are ``SO3vec``s with one batch axis (atoms)."""
+from .cglayer import CGLayer, EdgeLevel, edge_operand
+from .edges import Neighbours, edge_harmonics, edge_vectors, pair_dots
+from .linear import SO3Linear, init_complex_weight
 from .norm import PartNorm, part_norm
-from .products import (CGContraction, aggregate_messages, cg_square, channelwise_square_plan, contraction,
-                       message_plan)
 from .radial import BesselBasis, RadPolyTrig, SoftCutoff, cosine_cutoff, smooth_switch
 from .readout import AtomMLP, invariants, num_invariants
 
-__all__ = ["join_parts", "mcn_parts", "mcn_to_packed", "packed_to_mcn", "split_parts", "tau_dim", "uniform_tau",
-           "CGLayer", "EdgeLevel", "Neighbours", "edge_harmonics", "pair_dots", "radius_graph", "sum_over_m",
-           "SO3Linear", "init_complex_weight", "mix_parts", "PartNorm", "part_norm", "CGContraction",
-           "aggregate_messages", "cg_square", "channelwise_square_plan", "contraction", "message_plan",
-           "BesselBasis", "RadPolyTrig", "SoftCutoff", "cosine_cutoff", "smooth_switch", "AtomMLP", "invariants",
-           "num_invariants"]
+__all__ = ["CGLayer", "EdgeLevel", "edge_operand", "Neighbours", "edge_harmonics", "edge_vectors", "pair_dots",
+           "SO3Linear", "init_complex_weight", "PartNorm", "part_norm", "BesselBasis", "RadPolyTrig", "SoftCutoff",
+           "cosine_cutoff", "smooth_switch", "AtomMLP", "invariants", "num_invariants"]

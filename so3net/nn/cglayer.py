@@ -14,8 +14,10 @@ CG layer s (per atom i):
 
     F^s_i = [ Σ_j Υ^s_ij ⊗cg F^{s-1}_j  ⊕  F^{s-1}_i  ⊕  F^{s-1}_i ⊗cg F^{s-1}_i ] · W^s
 
-with channel-wise CG products up to ``maxl`` (:mod:`so3net.nn.products`) and per-l complex mixing
-W (:mod:`so3net.nn.linear`). Everything is equivariant: the scalars are invariant,
+with channel-wise CG products up to ``maxl`` — the kernels' outer strategy
+(:mod:`so3net.kernels.message`): the message sum by :func:`padded_message_product`, the square by
+:func:`channelwise_product` of :func:`channelwise_square_plan` — and per-l complex mixing W
+(:meth:`so3net.SO3vec.mix`). Everything is equivariant: the scalars are invariant,
 Y^l(R r) = D^l Y^l(r), CG products and mixing commute with the group action.
 """
 from __future__ import annotations
@@ -23,12 +25,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._layout import check_tau, uniform_tau
+from ..kernels.message import channelwise_product, channelwise_square_plan, padded_message_product
+from ..plan import cg_plan
+from ..types import SO3type, SO3vec, cat
 from .linear import init_complex_weight
-from .products import aggregate_messages, cg_square, channelwise_square_plan, contraction, message_plan
 from .radial import SoftCutoff
 
-__all__ = ["EdgeLevel", "CGLayer"]
+__all__ = ["EdgeLevel", "CGLayer", "edge_operand"]
+
+
+def edge_operand(scalars: torch.Tensor, harmonics: torch.Tensor) -> torch.Tensor:
+    """Υ per slot: fragment c of part l is ``scalars[..., l, c] · Y^l``, complex ``(N, d, (L+1)², C)``
+    as :func:`so3net.kernels.message.padded_message_product` reads it (stored in its fastest order,
+    (C, N, (L+1)², d)). ``scalars (N, d, L+1, C)``, ``harmonics (N, d, (L+1)²)``."""
+    L1 = scalars.shape[2]
+    l_of = torch.as_tensor([l for l in range(L1) for _ in range(2 * l + 1)], device=scalars.device)
+    ups = scalars.permute(3, 0, 2, 1).index_select(2, l_of) * harmonics.transpose(1, 2)    # (C, N, D, d)
+    return ups.permute(1, 3, 2, 0)
 
 
 class EdgeLevel(nn.Module):
@@ -67,10 +80,10 @@ class CGLayer(nn.Module):
 
     def __init__(self, tau_in, tau_edge, maxl: int, num_channels: int, init: str = "rand", gain: float = 10.0):
         super().__init__()
-        self.tau_in, self.tau_edge, self.maxl = check_tau(tau_in), check_tau(tau_edge), int(maxl)
-        self.edge_plan = message_plan(self.tau_edge, self.tau_in, self.maxl)
+        self.tau_in, self.tau_edge, self.maxl = tuple(SO3type(tau_in)), tuple(SO3type(tau_edge)), int(maxl)
+        self.edge_plan = cg_plan(self.tau_edge, self.tau_in, self.maxl, "diag")
         self.square_plan = channelwise_square_plan(self.tau_in, self.maxl)
-        self.tau_out = uniform_tau(num_channels, self.maxl)
+        self.tau_out = (int(num_channels),) * (self.maxl + 1)
         taus = (self.edge_plan.tau_out, self.tau_in, self.square_plan.tau_out)
         self.tau_cat = tuple(sum(t[l] if l < len(t) else 0 for t in taus) for l in range(self.maxl + 1))
         if 0 in self.tau_cat:
@@ -78,25 +91,16 @@ class CGLayer(nn.Module):
                              f"produces no fragments for some l <= maxl: {self.tau_cat}")
         self.weights = nn.ParameterList(nn.Parameter(init_complex_weight(n, num_channels, init, gain))
                                         for n in self.tau_cat)
-        self._agg_rows = contraction(self.edge_plan).output_rows()
-        self._sq_rows = contraction(self.square_plan).output_rows()
-        self._x_rows = {l: (l * l, 1) for l, n in enumerate(self.tau_in) if n}
 
-    def forward(self, x: torch.Tensor, scalars: torch.Tensor, harmonics: torch.Tensor,
-                x_src: torch.Tensor) -> torch.Tensor:
-        """Atom features ``x`` in the mcn layout ``(D_in, C, N)``; edge scalars ``(N, d, L+1, C)``,
-        harmonics ``(N, d, (L+1)²)`` and source features ``x_src (C, N, d, D_in)`` over neighbour
-        slots -> mcn ``(D_out, C', N)``."""
-        C, N = x.shape[1:]
-        agg = aggregate_messages(scalars, harmonics, x_src, self.edge_plan)
-        sq = cg_square(x, self.square_plan)
-        groups = [(agg, self._agg_rows), (x, self._x_rows), (sq, self._sq_rows)]
-        out = []
-        for l, w in enumerate(self.weights):
-            blocks = [t[first:first + (2 * l + 1) * n].reshape(2 * l + 1, n * C, N)
-                      for t, rows in groups if l in rows for first, n in [rows[l]]]
-            out.append(torch.view_as_complex(w).to(x.dtype).t() @ torch.cat(blocks, 1))
-        return torch.cat(out, 0)
+    def forward(self, x: SO3vec, edge: torch.Tensor, sources: torch.Tensor) -> SO3vec:
+        """Atom features ``x`` (batch (N,), type ``tau_in``); ``edge``: :func:`edge_operand` of the
+        edge scalars and harmonics; ``sources``: ``Neighbours.sources(x.packed(), C)`` -> type ``tau_out``."""
+        xp = x.packed()
+        agg = SO3vec.from_packed(padded_message_product(edge, sources, self.edge_plan), self.edge_plan.tau_out)
+        sq = SO3vec.from_packed(channelwise_product(xp, xp, self.square_plan), self.square_plan.tau_out)
+        both = cat([agg, x, sq])
+        parts = {l: both.parts[l] @ torch.view_as_complex(w).to(x.dtype) for l, w in enumerate(self.weights)}
+        return SO3vec(parts, basis=x.basis)
 
     def extra_repr(self) -> str:
         return f"tau_in={self.tau_in}, tau_edge={self.tau_edge}, tau_cat={self.tau_cat}, tau_out={self.tau_out}"

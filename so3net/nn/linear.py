@@ -1,18 +1,19 @@
 """Per-l complex linear mixing of fragments (the ``· W`` of a Cormorant layer).
 
 For every l, ``y^l = x^l W^l`` with ``x^l`` the SO3part ``(B, 2l+1, n_in[l])`` and ``W^l`` a complex
-``(n_in[l], n_out[l])`` matrix: W acts on the fragment index only, so it commutes with the group
-action ``x^l -> D^l x^l`` (equivariant for any W). Weights are stored as real tensors
-``(n_in, n_out, 2)`` (real, imaginary) so that ``Module.to(dtype)`` and every optimizer work unchanged.
+``(n_in[l], n_out[l])`` matrix (:meth:`so3net.SO3vec.mix`): W acts on the fragment index only, so
+it commutes with the group action ``x^l -> D^l x^l`` (equivariant for any W). Weights are stored as
+real tensors ``(n_in, n_out, 2)`` (real, imaginary) so that ``Module.to(dtype)`` and every
+optimizer work unchanged.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ._layout import check_tau, join_parts, split_parts
+from ..types import SO3type, SO3vec
 
-__all__ = ["INITS", "init_complex_weight", "mix_parts", "SO3Linear"]
+__all__ = ["INITS", "init_complex_weight", "SO3Linear"]
 
 INITS = ("rand", "randn")
 
@@ -31,40 +32,29 @@ def init_complex_weight(n_in: int, n_out: int, init: str = "rand", gain: float =
     return w * (gain / max(n_in, n_out, 1))
 
 
-def mix_parts(parts: dict[int, torch.Tensor], weights: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-    """``{l: x^l @ W^l}`` for every l of ``weights`` (complex ``(n_in, n_out)`` each)."""
-    out = {}
-    for l, w in weights.items():
-        if l not in parts:
-            raise ValueError(f"mixing weights expect part l={l}, but the input has parts {sorted(parts)}")
-        x = parts[l]
-        if x.shape[2] != w.shape[0]:
-            raise ValueError(f"part l={l} has {x.shape[2]} fragments, the weight expects {w.shape[0]}")
-        out[l] = torch.matmul(x, w.to(x.dtype))
-    return out
-
-
 class SO3Linear(nn.Module):
-    """Per-l complex mixing from type ``tau_in`` to ``tau_out`` on packed vectors (see module doc).
+    """Per-l complex mixing of ``SO3vec``s from type ``tau_in`` to ``tau_out`` (see module doc).
 
     Parts of ``tau_in`` above ``len(tau_out) - 1`` are dropped (the output type sets the maxl).
     """
 
     def __init__(self, tau_in, tau_out, init: str = "rand", gain: float = 1.0):
         super().__init__()
-        self.tau_in, self.tau_out = check_tau(tau_in), check_tau(tau_out)
+        self.tau_in, self.tau_out = tuple(SO3type(tau_in)), tuple(SO3type(tau_out))
         missing = [l for l, n in enumerate(self.tau_out) if n and (l >= len(self.tau_in) or not self.tau_in[l])]
         if missing:
             raise ValueError(f"output parts {missing} of tau_out={self.tau_out} have no input in tau_in={self.tau_in}")
         self.weights = nn.ParameterList(
             nn.Parameter(init_complex_weight(self.tau_in[l], n, init, gain)) for l, n in enumerate(self.tau_out))
 
-    def complex_weights(self) -> dict[int, torch.Tensor]:
-        return {l: torch.view_as_complex(w) for l, w in enumerate(self.weights) if w.shape[1] > 0}
+    def complex_weights(self) -> list[torch.Tensor]:
+        return [torch.view_as_complex(w) for w in self.weights]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = mix_parts(split_parts(x, self.tau_in), self.complex_weights())
-        return join_parts(parts)[0]
+    def forward(self, x: SO3vec) -> SO3vec:
+        if tuple(x.tau)[:len(self.tau_in)] != self.tau_in:
+            raise ValueError(f"SO3Linear expects type {self.tau_in}, got {tuple(x.tau)}")
+        parts = {l: x.parts[l] @ w.to(x.dtype) for l, w in enumerate(self.complex_weights())}
+        return SO3vec(parts, basis=x.basis)
 
     def extra_repr(self) -> str:
         return f"tau_in={self.tau_in}, tau_out={self.tau_out}"

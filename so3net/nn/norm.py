@@ -1,4 +1,4 @@
-"""Per-l normalisation of packed SO(3)-vectors.
+"""Per-l normalisation of ``SO3vec``s.
 
 ``PartNorm`` divides every part l of each row by its root-mean-square magnitude
 ``sqrt(mean_{m, c} |F^l[m, c]|² + eps)`` and multiplies by a learned real gain g_l (initially 1).
@@ -11,29 +11,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._layout import check_tau, join_parts, split_parts
+from ..types import SO3type, SO3vec
 
 __all__ = ["part_norm", "PartNorm"]
 
 
-def part_norm(parts: dict[int, torch.Tensor], gains: dict[int, torch.Tensor], eps: float = 1e-6) -> dict[int, torch.Tensor]:
-    """``{l: g_l F^l / sqrt(mean |F^l|² + eps)}`` row by row."""
-    out = {}
-    for l, p in parts.items():
-        ms = (p.real.square() + p.imag.square()).mean(dim=(1, 2), keepdim=True) if p.is_complex() else \
-            p.square().mean(dim=(1, 2), keepdim=True)
-        out[l] = p * (gains[l] * torch.rsqrt(ms + eps))
-    return out
+def _mean_square(p: torch.Tensor) -> torch.Tensor:
+    q = torch.view_as_real(p) if p.is_complex() else p[..., None]
+    return q.square().sum(-1).mean(dim=(-2, -1), keepdim=True)
+
+
+def part_norm(x: SO3vec, gains: torch.Tensor, eps: float = 1e-6) -> SO3vec:
+    """``g_l F^l / sqrt(mean |F^l|² + eps)`` for every present part, row by row (``gains (L+1,)``)."""
+    parts = {l: (p * (gains[l] * torch.rsqrt(_mean_square(p) + eps)) if p.shape[-1] else p)
+             for l, p in x.parts.items()}
+    return SO3vec(parts, basis=x.basis)
 
 
 class PartNorm(nn.Module):
-    """Module form of :func:`part_norm` for packed vectors of type ``tau``."""
+    """Module form of :func:`part_norm` for ``SO3vec``s of type ``tau``."""
 
     def __init__(self, tau, eps: float = 1e-6):
         super().__init__()
-        self.tau, self.eps = check_tau(tau), eps
+        self.tau, self.eps = tuple(SO3type(tau)), eps
         self.gains = nn.Parameter(torch.ones(len(self.tau)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = split_parts(x, self.tau)
-        return join_parts(part_norm(parts, {l: self.gains[l] for l in parts}, self.eps))[0]
+    def forward(self, x: SO3vec) -> SO3vec:
+        return part_norm(x, self.gains, self.eps)

@@ -1,4 +1,4 @@
-"""Invariant read-outs of packed SO(3)-vectors, and the per-atom MLP.
+"""Invariant read-outs of ``SO3vec``s, and the per-atom MLP.
 
 :func:`invariants` of a vector of type tau returns, per row, the real and imaginary parts of the
 l = 0 fragments and the squared norm ``Σ_m |F^l[m, c]|²`` of every fragment c of every part l:
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._layout import split_parts, tau_dim
+from ..types import SO3vec
 
 __all__ = ["invariants", "num_invariants", "ACTIVATIONS", "AtomMLP"]
 
@@ -21,15 +21,14 @@ def num_invariants(tau) -> int:
     return 2 * tau[0] + sum(tau)
 
 
-def invariants(x: torch.Tensor, tau) -> torch.Tensor:
-    """``(B, 2 tau[0] + Σ tau)`` real invariants of packed ``x`` (see module doc)."""
-    tau = tuple(tau)
-    if x.dim() != 2 or x.shape[1] != tau_dim(tau):
-        raise ValueError(f"invariants expects a packed (B, {tau_dim(tau)}) tensor of type {tau}, got {tuple(x.shape)}")
-    parts = split_parts(x, tau)
-    norms = [(p.real.square() + p.imag.square()).sum(1) for p in parts.values()]
-    x0 = parts[0][:, 0] if 0 in parts else x.new_zeros(x.shape[0], 0)
-    return torch.cat([x0.real, x0.imag] + norms, 1)
+def invariants(x: SO3vec) -> torch.Tensor:
+    """``(B, 2 tau[0] + Σ tau)`` real invariants of a batch of ``SO3vec``s ``(B,)`` (see module doc)."""
+    if len(x.batch) != 1:
+        raise ValueError(f"invariants expects one batch dimension, got batch shape {x.batch}")
+    planes = {l: (torch.view_as_real(p) if p.is_complex() else p[..., None]) for l, p in x.parts.items()}
+    norms = [q.square().sum((1, 3)) for q in planes.values()]
+    x0 = planes[0][:, 0]
+    return torch.cat([x0[..., 0], x0[..., 1] if x0.shape[-1] == 2 else torch.zeros_like(x0[..., 0])] + norms, 1)
 
 
 class AtomMLP(nn.Module):

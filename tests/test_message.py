@@ -1,0 +1,87 @@
+"""The outer strategy of the channel-wise products (so3net.kernels.message) against the kernels'
+torch twin (per row, per edge), in float64: values, first and second derivatives, the edge-list
+entry point, odd shapes (isolated nodes, more sources than destinations, a single channel), and
+the plans it refuses."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from so3net.kernels.dispatch import cg_product, message_passing_product as twin_message_product
+from so3net.kernels.message import (Neighbours, OuterContraction, channelwise_product, channelwise_square_plan,
+                                    message_passing_product, padded_message_product)
+from so3net.plan import cg_plan
+
+FAST = settings(max_examples=12, deadline=None)
+C128 = torch.complex128
+
+
+def close(a, b, tol=1e-12):
+    assert a.shape == b.shape, (a.shape, b.shape)
+    err = float((a.detach() - b.detach()).abs().max()) if a.numel() else 0.0
+    scale = max(1.0, float(b.detach().abs().max())) if b.numel() else 1.0
+    assert err <= tol * scale, f"max error {err:.3g}"
+
+
+def uniform(C, L, present=None):
+    return tuple(C if present is None or l in present else 0 for l in range(L + 1))
+
+
+@FAST
+@given(st.integers(1, 4), st.integers(0, 3), st.integers(0, 3), st.integers(0, 4), st.integers(0, 9),
+       st.integers(0, 2**31))
+def test_edge_list_product_equals_the_twin(C, L1, L2, maxl, num_edges, seed):
+    g = torch.Generator().manual_seed(seed)
+    plan = cg_plan(uniform(C, L1), uniform(C, L2, present={0, L2}), maxl, "diag")
+    n_src, n_dst = 4, 6                              # more destinations than sources; some isolated
+    src = torch.randint(0, n_src, (num_edges,), generator=g)
+    dst = torch.randint(0, n_dst, (num_edges,), generator=g)
+    edge = torch.randn(num_edges, plan.dim1, dtype=C128, generator=g)
+    node = torch.randn(n_src, plan.dim2, dtype=C128, generator=g)
+    got = message_passing_product(edge, node, src, dst, plan, n_dst)
+    close(got, twin_message_product(edge, node, src, dst, plan, num_nodes=n_dst, backend="torch"))
+
+
+@FAST
+@given(st.integers(1, 3), st.integers(0, 3), st.integers(0, 4), st.integers(0, 2**31))
+def test_row_wise_products_equal_the_twin(C, L, maxl, seed):
+    g = torch.Generator().manual_seed(seed)
+    tau = uniform(C, L)
+    x = torch.randn(5, sum((2 * l + 1) * n for l, n in enumerate(tau)), dtype=C128, generator=g)
+    y = torch.randn_like(x)
+    for plan in (cg_plan(tau, tau, maxl, "diag"), channelwise_square_plan(tau, maxl)):
+        close(channelwise_product(x, y, plan), cg_product(x, y, plan, backend="torch"))
+
+
+def test_gradients_to_second_order():
+    g = torch.Generator().manual_seed(1)
+    plan = cg_plan((2, 2, 2), (2, 2), 2, "diag")
+    src, dst = torch.tensor([0, 1, 2, 2, 0, 1]), torch.tensor([1, 0, 0, 1, 3, 3])
+    edge = torch.randn(6, plan.dim1, dtype=C128, generator=g, requires_grad=True)
+    node = torch.randn(3, plan.dim2, dtype=C128, generator=g, requires_grad=True)
+    f = lambda e, x: message_passing_product(e, x, src, dst, plan, 4)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (edge, node))
+    assert torch.autograd.gradgradcheck(f, (edge, node))
+    sq = channelwise_square_plan((2, 2), 2)
+    x = torch.randn(3, sq.dim1, dtype=C128, generator=g, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x: channelwise_product(x, x, sq), (x,))
+
+
+def test_padded_layout_accepts_any_strides():
+    g = torch.Generator().manual_seed(2)
+    plan = cg_plan((3, 3), (3, 3), 1, "diag")
+    nbrs = Neighbours.from_edges(torch.tensor([1, 2, 0]), torch.tensor([0, 0, 2]), 3)
+    d = nbrs.src.shape[1]
+    edge = torch.randn(3, 3, 4, d, dtype=C128, generator=g).permute(1, 3, 2, 0)   # memory (C, N, D1, d)
+    assert edge.shape == (3, d, 4, 3) and not edge.is_contiguous()
+    node = torch.randn(3, plan.dim2, dtype=C128, generator=g)
+    sources = nbrs.sources(node, 3)
+    close(padded_message_product(edge, sources, plan), padded_message_product(edge.contiguous(), sources, plan))
+
+
+def test_refuses_what_it_cannot_evaluate():
+    with pytest.raises(ValueError, match="same fragment count"):
+        OuterContraction(cg_plan((2, 2), (1, 1), 2, "diag"))
+    with pytest.raises(ValueError, match="channel-wise"):
+        OuterContraction(cg_plan((2, 2), (2, 2), 2, "full"))
+    with pytest.raises(TypeError, match="complex"):
+        channelwise_product(torch.randn(2, 8), torch.randn(2, 8), cg_plan((2, 2), (2, 2), 2, "diag"))
