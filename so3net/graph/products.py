@@ -10,25 +10,24 @@ record engine nodes instead of torch ones:
   entry k of ``P(a, c(b))``.
 
 Both evaluate with the backend chosen by :func:`so3net.kernels.dispatch.resolve` (the torch twin on
-CPU tensors, Triton on CUDA tensors). Gradient rule (torch's complex convention, real
-coefficients), with ``(Pa, Pb)`` the plan's backward plans (which read ``conj`` of their right
-operand unless told otherwise): ``ga = Bilinear_{Pa}(gz, b, w)`` reading b conjugated iff
-``c == o``, conjugated iff ``o``; ``gb = Bilinear_{Pb}(o(gz), a, w)`` reading a conjugated iff
-``not o``, conjugated iff ``c != o``; ``gw = WeightGrad(gz, a, b)``. The backward of
-``WeightGrad`` is ``Bilinear`` (for g) and the input gradients above (for a and b). Every
-gradient is an engine op again, so derivatives of any order work.
+CPU tensors, Triton on CUDA tensors). The input gradients follow the kernels' one statement of the
+rule, :func:`so3net.kernels.autograd.gradient_rule` (torch's complex convention, real
+coefficients): ``ga = Bilinear_{Pa}(gz, b, w)``, ``gb = Bilinear_{Pb}(gz, a, w)`` with the plans
+and conj flags it gives; ``gw = WeightGrad(gz, a, b)``. The backward of ``WeightGrad`` is
+``Bilinear`` (for g) and the input gradients (for a and b). Every gradient is an engine op again,
+so derivatives of any order work. ``bilinear(plan, rows, a, b, w, conj_out)`` takes its arguments
+in the order of the engines' ``bilinear``.
 
 SO3vec Variables enter and leave through ``Pack``/``Unpack`` (the packed layout of
 :mod:`so3net.plan`, batch dimensions flattened, shapes broadcast).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from functools import lru_cache
 
 import torch
 
+from ..kernels.autograd import gradient_rows, gradient_rule
 from ..kernels.checks import check_operands, check_weights
 from ..kernels.dispatch import resolve
 from ..kernels.rows import RowMap, message_rows
@@ -38,15 +37,6 @@ from .engine import Function, Variable
 from .ops import expand, like, reshape
 
 __all__ = ["pack", "unpack", "bilinear", "plan_product", "plan_message_passing"]
-
-
-@lru_cache(maxsize=4096)
-def _with_conj(plan: CGPlan, conj_right: bool) -> CGPlan:
-    return plan if plan.conj_right == conj_right else dataclasses.replace(plan, conj_right=conj_right)
-
-
-def _by(rows: RowMap | None, side: str) -> RowMap | None:
-    return None if rows is None else getattr(rows, side)
 
 
 class Bilinear(Function):
@@ -71,21 +61,22 @@ class WeightGrad(Function):
     def backward(self, ggw):
         g, a, b = self.parents
         o = self.conj_g
-        gg = bilinear(a, b, ggw, self.plan, self.rows, o) if self.needs[0] else None
+        gg = bilinear(self.plan, self.rows, a, b, ggw, o) if self.needs[0] else None
         ga, gb = _input_grads(self.plan, self.rows, o, g, a, b, ggw, self.needs[1], self.needs[2])
         return gg, ga, gb
 
 
 def _input_grads(plan, rows, o: bool, gz, a, b, w, need_a: bool, need_b: bool):
-    pa, pb = plan.backward_plans
-    c = plan.conj_right
-    ga = bilinear(gz, b, w, _with_conj(pa, c == o), _by(rows, "by_left"), o) if need_a else None
-    gb = bilinear(gz, a, w, _with_conj(pb, not o), _by(rows, "by_right"), c != o) if need_b else None
+    (plan_a, conj_a), (plan_b, conj_b) = gradient_rule(plan, o)
+    rows_a, rows_b = gradient_rows(rows)
+    ga = bilinear(plan_a, rows_a, gz, b, w, conj_a) if need_a else None
+    gb = bilinear(plan_b, rows_b, gz, a, w, conj_b) if need_b else None
     return ga, gb
 
 
-def bilinear(a, b, w, plan: CGPlan, rows: RowMap | None = None, conj_out: bool = False) -> Variable:
-    """The engine primitive ``o(P(a, c(b), w))`` on packed tensor Variables (``w`` may be None)."""
+def bilinear(plan: CGPlan, rows: RowMap | None, a, b, w=None, conj_out: bool = False) -> Variable:
+    """The engine primitive ``o(P(a, c(b), w))`` on packed tensor Variables (``w`` may be None);
+    arguments in the order of the engines' ``bilinear``."""
     return Bilinear.apply(a, b, w, plan=plan, rows=rows, conj_out=conj_out)
 
 
@@ -134,7 +125,7 @@ def plan_product(x, y, plan: CGPlan, weights=None) -> Variable:
     w = _weights(weights, a.value.shape[0], plan)
     check_operands(a.value, b.value, plan, None)
     check_weights(None if w is None else w.value, a.value, plan, a.value.shape[0])
-    return unpack(bilinear(a, b, w, plan), plan.tau_out, batch, x.value.basis)
+    return unpack(bilinear(plan, None, a, b, w), plan.tau_out, batch, x.value.basis)
 
 
 def plan_message_passing(edge, node, src: torch.Tensor, dst: torch.Tensor, plan: CGPlan, weights=None,
@@ -148,7 +139,7 @@ def plan_message_passing(edge, node, src: torch.Tensor, dst: torch.Tensor, plan:
     w = _weights(weights, a.value.shape[0], plan)
     check_operands(a.value, b.value, plan, rows)
     check_weights(None if w is None else w.value, a.value, plan, rows.n_weight)
-    return unpack(bilinear(a, b, w, plan, rows), plan.tau_out, (n,), node.value.basis)
+    return unpack(bilinear(plan, rows, a, b, w), plan.tau_out, (n,), node.value.basis)
 
 
 def _weights(weights, rows: int, plan: CGPlan):

@@ -14,8 +14,9 @@ of :mod:`.rows`):
 
 Gradient rule (torch's complex convention: ``grad = dL/dRe + i dL/dIm``), with real coefficients:
 ``ga = o'(P_a(gz, ...))`` and ``gb = o''(P_b(gz, ...))`` with the backward plans of
-:attr:`so3net.plan.CGPlan.backward_plans`; the conj flags of each case are derived in
-:func:`input_grads`.
+:attr:`so3net.plan.CGPlan.backward_plans`; the plans and conj flags of each case are derived once,
+in :func:`gradient_rule`, which the graph engine's product ops (:mod:`so3net.graph.products`) use
+too.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from ..plan import CGPlan
 from .checks import check_operands, check_weights
 from .rows import RowMap, message_rows
 
-__all__ = ["Bilinear", "BilinearPair", "WeightGrad", "input_grads", "product", "message_product"]
+__all__ = ["Bilinear", "BilinearPair", "WeightGrad", "gradient_rule", "gradient_rows", "input_grads", "product",
+           "message_product"]
 
 
 @lru_cache(maxsize=4096)
@@ -36,28 +38,36 @@ def _with_conj(plan: CGPlan, conj_right: bool) -> CGPlan:
     return plan if plan.conj_right == conj_right else dataclasses.replace(plan, conj_right=conj_right)
 
 
-def _by(rows: RowMap | None, side: str) -> RowMap | None:
-    return None if rows is None else getattr(rows, side)
+@lru_cache(maxsize=4096)
+def gradient_rule(plan: CGPlan, conj_out: bool) -> tuple[tuple[CGPlan, bool], tuple[CGPlan, bool]]:
+    """``((plan_a, conj_a), (plan_b, conj_b))``: the gradients of ``z = o(P(a, c(b), w))`` given ``gz``
+    are ``ga = o_a(P_a(gz, b, w))`` and ``gb = o_b(P_b(gz, a, w))`` (each ``P_x`` reading its right
+    operand conjugated iff ``P_x.conj_right``).
 
-
-def input_grads(engine, plan: CGPlan, rows, conj_out: bool, gz, a, b, w, need_a: bool, need_b: bool):
-    """Gradients of ``z = o(P(a, c(b), w))`` for ``a`` and ``b`` given ``gz``, as products.
-
-    With c = plan.conj_right and o = conj_out: ``ga = o(P_a(gz, conj(c(b)) ... ))`` which is
-    ``P_a`` reading ``b`` conjugated iff ``c == o``, its output conjugated iff ``o``; and
+    With c = plan.conj_right and o = conj_out: ``ga = o(P_a(gz, conj(c(b)) ... ))``, which is ``P_a``
+    reading ``b`` conjugated iff ``c == o``, its output conjugated iff ``o``; and
     ``gb = c(P_b(o(gz), conj a))``: ``P_b`` reading ``a`` conjugated iff ``not o``, its output
-    conjugated iff ``c != o``.
+    conjugated iff ``c != o``. The one statement of the rule: every engine uses it.
     """
     px, py = plan.backward_plans
     c = plan.conj_right
-    plan_a, plan_b = _with_conj(px, c == conj_out), _with_conj(py, not conj_out)
+    return (_with_conj(px, c == conj_out), conj_out), (_with_conj(py, not conj_out), c != conj_out)
+
+
+def gradient_rows(rows: RowMap | None) -> tuple[RowMap | None, RowMap | None]:
+    """The row maps of the two input gradients of a row-mapped product (re-keyed by the operand)."""
+    return (None, None) if rows is None else (rows.by_left, rows.by_right)
+
+
+def input_grads(engine, plan: CGPlan, rows, conj_out: bool, gz, a, b, w, need_a: bool, need_b: bool):
+    """Gradients of ``z = o(P(a, c(b), w))`` for ``a`` and ``b`` given ``gz``, as products
+    (:func:`gradient_rule`)."""
+    (plan_a, conj_a), (plan_b, conj_b) = gradient_rule(plan, conj_out)
     if need_a and need_b and rows is None and w is None and hasattr(engine, "bilinear_pair"):
-        return BilinearPair.apply(engine, plan_a, conj_out, plan_b, c != conj_out, gz, b, a)
-    ga = gb = None
-    if need_a:
-        ga = Bilinear.apply(engine, plan_a, _by(rows, "by_left"), conj_out, gz, b, w)
-    if need_b:
-        gb = Bilinear.apply(engine, plan_b, _by(rows, "by_right"), c != conj_out, gz, a, w)
+        return BilinearPair.apply(engine, plan_a, conj_a, plan_b, conj_b, gz, b, a)
+    rows_a, rows_b = gradient_rows(rows)
+    ga = Bilinear.apply(engine, plan_a, rows_a, conj_a, gz, b, w) if need_a else None
+    gb = Bilinear.apply(engine, plan_b, rows_b, conj_b, gz, a, w) if need_b else None
     return ga, gb
 
 

@@ -289,7 +289,11 @@ def padded_message_product(edge: torch.Tensor, sources: torch.Tensor, plan: CGPl
                          f"and sources ({con.channels}, N, d, {con.dim2}); got {tuple(edge.shape)} and "
                          f"{tuple(sources.shape)}")
     _check_complex(edge, sources)
-    S = batched_matmul(edge.permute(3, 0, 2, 1).reshape(C * N, con.dim1, d), sources.reshape(C * N, d, D2))
+    a = edge.permute(3, 0, 2, 1).reshape(C * N, con.dim1, d)
+    if D2 == 1:   # a matrix-vector product per (channel, node): elementwise, not a GEMM of inner size 1 in backward
+        S = (a * sources.reshape(C * N, 1, d)).sum(2, keepdim=True)
+    else:
+        S = batched_matmul(a, sources.reshape(C * N, d, D2))
     return con.apply(S.reshape(C, N, con.dim1, D2).permute(2, 3, 0, 1))
 
 
