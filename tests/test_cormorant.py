@@ -2,6 +2,7 @@
 finite differences, independence of molecules in a batch, second-order training, a smoke
 training run on the sGDML ethanol set, and the configuration's checks."""
 import dataclasses
+import os
 import pathlib
 
 import numpy as np
@@ -230,3 +231,20 @@ def test_training_on_ethanol_lowers_the_test_error():
     finally:
         torch.set_num_threads(threads)
     assert all(b < a for a, b in zip(maes, maes[1:])), f"test MAE per epoch: {maes}"
+
+
+# ------------------------------------------------------------------ the CUDA path (Triton kernels)
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="needs the Triton interpreter (CPU run)")
+def test_triton_backend_gives_the_same_energies_and_forces():
+    """Under the triton backend (the CUDA path; here the Triton interpreter on CPU tensors) the CG
+    layers run the kernels' fused products instead of the outer strategy: same energies and forces."""
+    from so3net.kernels import backend
+    from so3net.kernels.message import strategy
+    model = model_for(torch.float64, num_channels=2, maxl=1, max_sh=1)
+    pos, species, batch = molecules([3, 2], seed=11)
+    e_outer, f_outer = model.energy_and_forces(pos, species, batch, create_graph=False)
+    with backend("triton"):
+        assert strategy(pos) == "fused"
+        e_fused, f_fused = model.energy_and_forces(pos, species, batch, create_graph=False)
+    assert strategy(pos) == "outer"
+    assert rel_err(e_fused, e_outer) < 1e-10 and rel_err(f_fused, f_outer) < 1e-10

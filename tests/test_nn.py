@@ -311,7 +311,7 @@ def test_cg_layer_is_equivariant():
 
         def run(pos, x, tau_in=tau_in, layer=layer):
             v, _ = edge_vectors(nbrs, pos, far=10.0)
-            out = layer(vec(x, tau_in), edge_operand(scalars, edge_harmonics(v, 2)), nbrs.sources(x, C))
+            out = layer(vec(x, tau_in), edge_operand(scalars, edge_harmonics(v, 2)), nbrs)
             return out.packed()
 
         close(run(pos @ R.T, rotate_packed(x, tau_in, R)), rotate_packed(run(pos, x), layer.tau_out, R), 1e-11)

@@ -27,8 +27,10 @@ slower on the CPU: its extra elementwise passes outweigh the two conjugate copie
 Entry points: :func:`channelwise_product` (row-wise, e.g. the CG square of
 :func:`channelwise_square_plan`), :func:`padded_message_product` (edges in the padded slot layout)
 and :func:`message_passing_product` (the edge-list contract of
-:func:`so3net.kernels.dispatch.message_passing_product`, unweighted). The torch twin and Triton
-kernels evaluate the same plans per edge; tests compare the two in float64.
+:func:`so3net.kernels.dispatch.message_passing_product`, unweighted). :func:`strategy` says which
+evaluation the backend in force selects: this one under the torch backend (the CPU path), the
+Triton kernels' fused products under the triton backend (CUDA). The torch twin and Triton kernels
+evaluate the same plans per edge; tests compare them in float64.
 """
 from __future__ import annotations
 
@@ -40,9 +42,20 @@ import numpy as np
 import torch
 
 from ..plan import CGPlan, Path, cg_plan
+from . import torch_cg
+from .dispatch import resolve
 
 __all__ = ["uniform_channels", "channelwise_square_plan", "OuterContraction", "outer_contraction", "Neighbours",
-           "batched_matmul", "channelwise_product", "padded_message_product", "message_passing_product"]
+           "batched_matmul", "strategy", "channelwise_product", "padded_message_product", "message_passing_product"]
+
+
+def strategy(like: torch.Tensor, backend: str | None = None) -> str:
+    """How channel-wise products on tensors like ``like`` are evaluated under the backend in force
+    (:func:`so3net.kernels.dispatch.resolve`: per-call ``backend``, ``with backend(...)``,
+    ``set_backend``, else by device): ``"outer"`` (this module) for the torch backend, the CPU
+    path; ``"fused"`` for the triton backend, whose kernels evaluate the plan per row and per edge
+    with no per-edge intermediate (the outer strategy's dense batched matmuls would not be)."""
+    return "outer" if resolve(backend, like) is torch_cg else "fused"
 
 
 def uniform_channels(tau) -> int:

@@ -182,7 +182,7 @@ class Cormorant(nn.Module):
         for radial, edge_level, layer, norm in zip(self.radial, self.edge_levels, self.cg_layers, self.norms):
             sources = nbrs.sources(x.packed(), C)
             edge = edge_level(edge, pair_dots(x, sources), radial(r), r, hard)
-            x = norm(layer(x, edge_operand(edge, harmonics), sources))
+            x = norm(layer(x, edge_operand(edge, harmonics), nbrs, sources))
             levels.append(x)
         return levels
 

@@ -25,7 +25,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..kernels.message import channelwise_product, channelwise_square_plan, padded_message_product
+from ..kernels.dispatch import cg_product, message_passing_product
+from ..kernels.message import (Neighbours, channelwise_product, channelwise_square_plan, padded_message_product,
+                               strategy, uniform_channels)
 from ..plan import cg_plan
 from ..types import SO3type, SO3vec, cat
 from .linear import init_complex_weight
@@ -92,12 +94,24 @@ class CGLayer(nn.Module):
         self.weights = nn.ParameterList(nn.Parameter(init_complex_weight(n, num_channels, init, gain))
                                         for n in self.tau_cat)
 
-    def forward(self, x: SO3vec, edge: torch.Tensor, sources: torch.Tensor) -> SO3vec:
+    def forward(self, x: SO3vec, edge: torch.Tensor, nbrs: Neighbours, sources: torch.Tensor | None = None) -> SO3vec:
         """Atom features ``x`` (batch (N,), type ``tau_in``); ``edge``: :func:`edge_operand` of the
-        edge scalars and harmonics; ``sources``: ``Neighbours.sources(x.packed(), C)`` -> type ``tau_out``."""
+        edge scalars and harmonics over the slots of ``nbrs``; ``sources``: ``nbrs.sources(x.packed(),
+        C)`` when already formed -> type ``tau_out``. The products follow
+        :func:`so3net.kernels.message.strategy`: the outer strategy under the torch backend, the
+        kernels' fused products (Triton) under the triton backend."""
         xp = x.packed()
-        agg = SO3vec.from_packed(padded_message_product(edge, sources, self.edge_plan), self.edge_plan.tau_out)
-        sq = SO3vec.from_packed(channelwise_product(xp, xp, self.square_plan), self.square_plan.tau_out)
+        if strategy(xp) == "outer":
+            sources = nbrs.sources(xp, uniform_channels(self.tau_in)) if sources is None else sources
+            agg = padded_message_product(edge, sources, self.edge_plan)
+            sq = channelwise_product(xp, xp, self.square_plan)
+        else:
+            dst, slot = nbrs.mask.nonzero(as_tuple=True)
+            per_edge = edge[dst, slot].reshape(len(dst), self.edge_plan.dim1)
+            agg = message_passing_product(per_edge, xp, nbrs.src[dst, slot], dst, self.edge_plan, num_nodes=xp.shape[0])
+            sq = cg_product(xp, xp, self.square_plan)
+        agg = SO3vec.from_packed(agg, self.edge_plan.tau_out)
+        sq = SO3vec.from_packed(sq, self.square_plan.tau_out)
         both = cat([agg, x, sq])
         parts = {l: both.parts[l] @ torch.view_as_complex(w).to(x.dtype) for l, w in enumerate(self.weights)}
         return SO3vec(parts, basis=x.basis)
