@@ -21,7 +21,9 @@ OpenMP threads wait passively here (``OMP_WAIT_POLICY=PASSIVE`` unless set other
 other processes share, spinning threads make a 2-thread step up to ten times slower. Both models run
 with the same ``--threads``.
 
-On CUDA (when available): so3net's step time and molecules per second on the GPU.
+Also printed: one level's message sum (forward + backward) on the same edges by the kernels' per-edge
+torch twin and by the outer strategy of ``so3net.kernels.message``, which the CPU layers use.
+On CUDA (when available): so3net's step time and molecules per second on the GPU (Triton kernels).
 
 Run: ``python benches/bench_cormorant.py [--molecules 25] [--steps 10] [--original-steps 3] [--threads 2]``.
 """
@@ -40,7 +42,9 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from so3net.kernels import dispatch, message  # noqa: E402
 from so3net.models import Cormorant  # noqa: E402
+from so3net.plan import cg_plan  # noqa: E402
 
 SPECIES = (1, 6, 7, 8, 9)
 
@@ -133,6 +137,29 @@ def timed(fn, repeats: int, sync, warmup: int = 1) -> list[float]:
     return times
 
 
+def aggregation_peer(model, inputs, repeats: int = 3) -> tuple[float, float]:
+    """Seconds for forward + backward of one level's message sum ``Σ_j Υ_ij ⊗cg F_j`` on the model's
+    edges (channel-wise plan, C channels, l <= maxl on both sides): the kernels' torch twin per
+    edge (``dispatch.message_passing_product``) and the outer strategy's edge-list entry point
+    (``kernels.message.message_passing_product``), same inputs."""
+    pos, species, batch = inputs
+    cfg = model.config
+    nbrs = model.neighbours(pos, batch)
+    dst, slot = nbrs.mask.nonzero(as_tuple=True)
+    src = nbrs.src[dst, slot]
+    tau = (cfg.num_channels,) * (cfg.maxl + 1)
+    plan = cg_plan((cfg.num_channels,) * (cfg.max_sh + 1), tau, cfg.maxl, "diag")
+    g = torch.Generator().manual_seed(0)
+    edge = torch.randn(len(dst), plan.dim1, dtype=torch.complex64, generator=g).requires_grad_(True)
+    node = torch.randn(pos.shape[0], plan.dim2, dtype=torch.complex64, generator=g).requires_grad_(True)
+
+    def run(product):
+        return lambda: product(edge, node, src, dst, plan, num_nodes=pos.shape[0]).abs().square().sum().backward()
+    twin = lambda *a, **k: dispatch.message_passing_product(*a, **k, backend="torch")  # noqa: E731
+    return (min(timed(run(twin), repeats, lambda: None)),
+            min(timed(run(message.message_passing_product), repeats, lambda: None)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--molecules", type=int, default=25)
@@ -156,6 +183,9 @@ def main() -> None:
     ours = statistics.median(times)
     print(f"so3net   train step median {ours * 1e3:9.1f} ms  min {min(times) * 1e3:9.1f} ms  "
           f"{len(mols) / ours:7.1f} molecules/s")
+    twin_s, outer_s = aggregation_peer(model, inputs)
+    print(f"one level's message sum, fwd+bwd: kernels' per-edge torch twin {twin_s * 1e3:8.1f} ms, "
+          f"outer strategy {outer_s * 1e3:8.1f} ms: {twin_s / outer_s:5.1f}x")
     original = original_model() if args.original_steps else None
     if original is None:
         print("original: not importable (see this script's docstring for how to install it); no ratio")
