@@ -14,11 +14,15 @@ follows from Euler's identity x . grad R^l = l R^l), hence for ``Y^l = R^l / r^l
 
 The backward evaluates this with engine ops — including ``sph`` itself — so it is differentiable
 again, to any order. At ``r = 0`` the gradient is taken as 0, as :mod:`so3net.sph` does.
+
+``cosine_cutoff`` is written once, on tensors (:func:`cosine_cutoff_values`, which
+``so3net.nn.cosine_cutoff`` is); the engine op evaluates that function through
+:func:`so3net.graph.torch_fn.torch_fn`.
 """
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import torch
@@ -26,10 +30,11 @@ import torch
 from ..cg import cg_block
 from ..types import SO3vec
 from .engine import Function, Variable, deferrable
-from .ops import conj, cos, exp, index, matmul, real, reshape, sqrt, sum as _sum
+from .ops import conj, exp, index, matmul, real, reshape, sqrt, sum as _sum
 from .so3ops import part
+from .torch_fn import torch_fn
 
-__all__ = ["sph", "spherical_harmonics", "distance", "gaussian_rbf", "cosine_cutoff"]
+__all__ = ["sph", "spherical_harmonics", "distance", "gaussian_rbf", "cosine_cutoff", "cosine_cutoff_values"]
 
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
@@ -105,8 +110,11 @@ def gaussian_rbf(r, centers: torch.Tensor, width: float) -> Variable:
     return exp(-(d * d))
 
 
-@deferrable
+def cosine_cutoff_values(r: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """``(1 + cos(pi r / cutoff)) / 2`` for ``r < cutoff``, else 0 (C¹ at the cutoff), on tensors."""
+    return torch.where(r < cutoff, 0.5 * (torch.cos(r * (math.pi / cutoff)) + 1), torch.zeros_like(r))
+
+
 def cosine_cutoff(r, cutoff: float) -> Variable:
-    """``(1 + cos(pi r / cutoff)) / 2`` for ``r < cutoff``, else 0 (smooth to first order)."""
-    inside = Variable((r.value < cutoff).to(r.value.dtype))
-    return (cos(r * (math.pi / cutoff)) + 1.0) * 0.5 * inside
+    """:func:`cosine_cutoff_values` of a Variable ``r`` as an engine op (differentiable to any order)."""
+    return torch_fn(partial(cosine_cutoff_values, cutoff=float(cutoff)), r)

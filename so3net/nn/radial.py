@@ -16,6 +16,8 @@ import math
 import torch
 from torch import nn
 
+from ..graph.geometry import cosine_cutoff_values
+
 __all__ = ["RadPolyTrig", "BesselBasis", "cosine_cutoff", "smooth_switch", "SoftCutoff", "SOFT_MODES"]
 
 SOFT_MODES = ("none", "fixed", "learn", "learn_rad", "learn_width")
@@ -45,9 +47,7 @@ class RadPolyTrig(nn.Module):
         return (powers[..., :, None] * trig[..., None, :]).flatten(-2)
 
 
-def cosine_cutoff(r: torch.Tensor, r_cut: float) -> torch.Tensor:
-    """``(1 + cos(π r / r_cut)) / 2`` for r < r_cut, 0 beyond."""
-    return torch.where(r < r_cut, 0.5 * (torch.cos(r * (math.pi / r_cut)) + 1), torch.zeros_like(r))
+cosine_cutoff = cosine_cutoff_values   # ``(1 + cos(π r / r_cut)) / 2`` for r < r_cut, 0 beyond: written once
 
 
 def smooth_switch(r: torch.Tensor, r_on: float, r_off: float) -> torch.Tensor:
