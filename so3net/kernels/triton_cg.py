@@ -23,7 +23,34 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .triton_tables import PATH_FIELDS, SEG_FIELDS, TILE_FIELDS, WPATH_FIELDS
+
 __all__ = ["bilinear_kernel", "weight_grad_kernel"]
+
+# Table columns by name (triton_tables.*_FIELDS): row width, then one constant per field.
+TILE_W, TILE_OWNER, TILE_FIRST = tl.constexpr(2), tl.constexpr(0), tl.constexpr(1)
+SEG_W, SEG_G, SEG_M, SEG_OUT_OFF, SEG_N_L = tl.constexpr(7), tl.constexpr(0), tl.constexpr(1), tl.constexpr(2), tl.constexpr(3)
+SEG_PATH_START, SEG_PATH_END, SEG_FRAG_START = tl.constexpr(4), tl.constexpr(5), tl.constexpr(6)
+PATH_W, PATH_R, PATH_A_OFF, PATH_B_OFF = tl.constexpr(8), tl.constexpr(0), tl.constexpr(1), tl.constexpr(3)
+PATH_TAB_ROW, PATH_W_OFF, PATH_TERM_START = tl.constexpr(5), tl.constexpr(6), tl.constexpr(7)
+WPATH_W, WPATH_M, WPATH_OUT_OFF, WPATH_N_L = tl.constexpr(11), tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
+WPATH_A_OFF, WPATH_B_OFF, WPATH_K = tl.constexpr(3), tl.constexpr(5), tl.constexpr(7)
+WPATH_ENT_START, WPATH_W_OFF, WPATH_TERM_START = tl.constexpr(8), tl.constexpr(9), tl.constexpr(10)
+
+
+def _check_columns() -> None:
+    """The constants above name the columns of triton_tables' row tables (raises on a mismatch)."""
+    g = globals()
+    for prefix, fields in (("TILE", TILE_FIELDS), ("SEG", SEG_FIELDS), ("PATH", PATH_FIELDS), ("WPATH", WPATH_FIELDS)):
+        if g[f"{prefix}_W"].value != len(fields):
+            raise AssertionError(f"{prefix} rows have {len(fields)} columns, the kernels read {g[f'{prefix}_W'].value}")
+        for i, name in enumerate(fields):
+            const = g.get(f"{prefix}_{name.upper()}")
+            if const is not None and const.value != i:
+                raise AssertionError(f"{prefix}.{name} is column {i}, the kernels read column {const.value}")
+
+
+_check_columns()
 
 
 @triton.jit
@@ -38,15 +65,15 @@ def bilinear_kernel(
     SCALE = 2 if IS_COMPLEX else 1
     pid_b = tl.program_id(0)
     pid_t = tl.program_id(1)
-    seg = tl.load(tile_ptr + 2 * pid_t)
-    g0 = tl.load(tile_ptr + 2 * pid_t + 1)
-    G = tl.load(seg_ptr + 7 * seg)
-    M = tl.load(seg_ptr + 7 * seg + 1)
-    out_off = tl.load(seg_ptr + 7 * seg + 2)
-    n_l = tl.load(seg_ptr + 7 * seg + 3)
-    p0 = tl.load(seg_ptr + 7 * seg + 4)
-    p1 = tl.load(seg_ptr + 7 * seg + 5)
-    f0 = tl.load(seg_ptr + 7 * seg + 6)
+    seg = tl.load(tile_ptr + TILE_W * pid_t + TILE_OWNER)
+    g0 = tl.load(tile_ptr + TILE_W * pid_t + TILE_FIRST)
+    G = tl.load(seg_ptr + SEG_W * seg + SEG_G)
+    M = tl.load(seg_ptr + SEG_W * seg + SEG_M)
+    out_off = tl.load(seg_ptr + SEG_W * seg + SEG_OUT_OFF)
+    n_l = tl.load(seg_ptr + SEG_W * seg + SEG_N_L)
+    p0 = tl.load(seg_ptr + SEG_W * seg + SEG_PATH_START)
+    p1 = tl.load(seg_ptr + SEG_W * seg + SEG_PATH_END)
+    f0 = tl.load(seg_ptr + SEG_W * seg + SEG_FRAG_START)
 
     offs_g = g0 + tl.arange(0, BLOCK_G)
     mask_g = offs_g < G
@@ -65,12 +92,12 @@ def bilinear_kernel(
     out_rows = out_ptr + rows64[:, None] * stride_out + (out_off + frag)[None, :] * SCALE
 
     for p in range(p0, p1):
-        R = tl.load(path_ptr + 8 * p)
-        a_off = tl.load(path_ptr + 8 * p + 1)
-        b_off = tl.load(path_ptr + 8 * p + 3)
-        tab = tl.load(path_ptr + 8 * p + 5)
-        w_off = tl.load(path_ptr + 8 * p + 6)
-        tp = tl.load(path_ptr + 8 * p + 7)
+        R = tl.load(path_ptr + PATH_W * p + PATH_R)
+        a_off = tl.load(path_ptr + PATH_W * p + PATH_A_OFF)
+        b_off = tl.load(path_ptr + PATH_W * p + PATH_B_OFF)
+        tab = tl.load(path_ptr + PATH_W * p + PATH_TAB_ROW)
+        w_off = tl.load(path_ptr + PATH_W * p + PATH_W_OFF)
+        tp = tl.load(path_ptr + PATH_W * p + PATH_TERM_START)
         for r0 in range(0, R, BLOCK_R):
             rr = r0 + offs_r
             ti = tab + offs_g[:, None] * R + rr[None, :]
@@ -153,17 +180,17 @@ def weight_grad_kernel(
     SCALE = 2 if IS_COMPLEX else 1
     pid_b = tl.program_id(0)
     pid_t = tl.program_id(1)
-    p = tl.load(tile_ptr + 2 * pid_t)
-    k0 = tl.load(tile_ptr + 2 * pid_t + 1)
-    M = tl.load(wpath_ptr + 11 * p)
-    out_off = tl.load(wpath_ptr + 11 * p + 1)
-    n_l = tl.load(wpath_ptr + 11 * p + 2)
-    a_off = tl.load(wpath_ptr + 11 * p + 3)     # columns 4 and 6 (n1, n2) are folded into term_ma/mb
-    b_off = tl.load(wpath_ptr + 11 * p + 5)
-    K = tl.load(wpath_ptr + 11 * p + 7)
-    ent = tl.load(wpath_ptr + 11 * p + 8)
-    w_off = tl.load(wpath_ptr + 11 * p + 9)
-    tp = tl.load(wpath_ptr + 11 * p + 10)
+    p = tl.load(tile_ptr + TILE_W * pid_t + TILE_OWNER)
+    k0 = tl.load(tile_ptr + TILE_W * pid_t + TILE_FIRST)
+    M = tl.load(wpath_ptr + WPATH_W * p + WPATH_M)
+    out_off = tl.load(wpath_ptr + WPATH_W * p + WPATH_OUT_OFF)
+    n_l = tl.load(wpath_ptr + WPATH_W * p + WPATH_N_L)
+    a_off = tl.load(wpath_ptr + WPATH_W * p + WPATH_A_OFF)     # n1, n2 are folded into term_ma/mb
+    b_off = tl.load(wpath_ptr + WPATH_W * p + WPATH_B_OFF)
+    K = tl.load(wpath_ptr + WPATH_W * p + WPATH_K)
+    ent = tl.load(wpath_ptr + WPATH_W * p + WPATH_ENT_START)
+    w_off = tl.load(wpath_ptr + WPATH_W * p + WPATH_W_OFF)
+    tp = tl.load(wpath_ptr + WPATH_W * p + WPATH_TERM_START)
 
     offs_k = k0 + tl.arange(0, BLOCK_K)
     mask_k = offs_k < K

@@ -3,6 +3,9 @@
 Layout (all row-major, int32 unless noted), from :attr:`CGPlan.segments`, :attr:`CGPlan.path_groups`
 and :attr:`CGPlan.path_terms`:
 
+Row tables have named columns (``SEG_FIELDS``, ``PATH_FIELDS``, ``WPATH_FIELDS``, ``TILE_FIELDS``;
+rows are built by name and the kernels read them through constants checked against these names):
+
 - ``seg (S, 7)``: per segment ``[G, M = 2l+1, offset of part l in the packed output, n_l,
   first path, end path, first fragment in frag]``; ``frag (sum G,)`` its output fragments;
 - ``path (P, 8)``: per path, in segment order, ``[R, offset of part l1 in a, n1, offset of part l2
@@ -28,7 +31,20 @@ import numpy as np
 
 from ..plan import CGPlan
 
-__all__ = ["KernelTables", "kernel_tables", "tiles"]
+__all__ = ["KernelTables", "kernel_tables", "tiles", "SEG_FIELDS", "PATH_FIELDS", "WPATH_FIELDS", "TILE_FIELDS"]
+
+# The columns of the row tables, by name (the kernels read them through constants checked against these).
+SEG_FIELDS = ("G", "M", "out_off", "n_l", "path_start", "path_end", "frag_start")
+PATH_FIELDS = ("R", "a_off", "n1", "b_off", "n2", "tab_row", "w_off", "term_start")
+WPATH_FIELDS = ("M", "out_off", "n_l", "a_off", "n1", "b_off", "n2", "K", "ent_start", "w_off", "term_start")
+TILE_FIELDS = ("owner", "first")          # tiles: segment (or path) and first fragment (or entry)
+
+
+def _row(fields: tuple[str, ...], **values) -> list[int]:
+    """One table row with its columns in the order of ``fields`` (every field given once)."""
+    if set(values) != set(fields):
+        raise ValueError(f"table row needs exactly the fields {fields}, got {sorted(values)}")
+    return [int(values[f]) for f in fields]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,8 +82,9 @@ def kernel_tables(plan: CGPlan) -> KernelTables:
     seg_rows, frags, path_rows, lefts, rights, entries, tab = [], [], [], [], [], [], 0
     for s in plan.segments:
         out = np.asarray(s.out, dtype=np.int64)
-        seg_rows.append([len(out), 2 * s.l + 1, plan.offsets_out[s.l], plan.tau_out[s.l], len(path_rows),
-                         len(path_rows) + len(s.paths), sum(len(f) for f in frags)])
+        seg_rows.append(_row(SEG_FIELDS, G=len(out), M=2 * s.l + 1, out_off=plan.offsets_out[s.l],
+                             n_l=plan.tau_out[s.l], path_start=len(path_rows),
+                             path_end=len(path_rows) + len(s.paths), frag_start=sum(len(f) for f in frags)))
         frags.append(out)
         for i in s.paths:
             p = plan.paths[i]
@@ -78,14 +95,16 @@ def kernel_tables(plan: CGPlan) -> KernelTables:
             for t, values in zip(tables, (left, right, entry)):
                 t[rows] = values
             lefts.append(tables[0]), rights.append(tables[1]), entries.append(tables[2])
-            path_rows.append([R, plan.offsets1[p.l1], plan.tau1[p.l1], plan.offsets2[p.l2], plan.tau2[p.l2],
-                              tab, plan.weight_offsets[i], starts[i]])
+            path_rows.append(_row(PATH_FIELDS, R=R, a_off=plan.offsets1[p.l1], n1=plan.tau1[p.l1],
+                                  b_off=plan.offsets2[p.l2], n2=plan.tau2[p.l2], tab_row=tab,
+                                  w_off=plan.weight_offsets[i], term_start=starts[i]))
             tab += len(out) * R
     wrows, ent, off = [], [[], [], []], 0
     for i, p in enumerate(plan.paths):
-        wrows.append([2 * p.l + 1, plan.offsets_out[p.l], plan.tau_out[p.l], plan.offsets1[p.l1],
-                      plan.tau1[p.l1], plan.offsets2[p.l2], plan.tau2[p.l2], p.size, off,
-                      plan.weight_offsets[i], starts[i]])
+        wrows.append(_row(WPATH_FIELDS, M=2 * p.l + 1, out_off=plan.offsets_out[p.l], n_l=plan.tau_out[p.l],
+                          a_off=plan.offsets1[p.l1], n1=plan.tau1[p.l1], b_off=plan.offsets2[p.l2],
+                          n2=plan.tau2[p.l2], K=p.size, ent_start=off, w_off=plan.weight_offsets[i],
+                          term_start=starts[i]))
         for store, values in zip(ent, (p.left, p.right, p.out)):
             store.append(values)
         off += p.size
@@ -102,5 +121,5 @@ def tiles(plan: CGPlan, block: int, by: str) -> np.ndarray:
     """``(T, 2)`` int32 tiles ``[segment or path, first fragment]`` covering every segment
     (``by="segment"``) or every path's entries (``by="path"``) in blocks of ``block``."""
     sizes = [len(s.out) for s in plan.segments] if by == "segment" else [p.size for p in plan.paths]
-    out = [[i, g] for i, n in enumerate(sizes) for g in range(0, n, block)]
+    out = [_row(TILE_FIELDS, owner=i, first=g) for i, n in enumerate(sizes) for g in range(0, n, block)]
     return _i32(out).reshape(-1, 2)
