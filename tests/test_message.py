@@ -1,7 +1,7 @@
 """The outer strategy of the channel-wise products (so3net.kernels.message) against the kernels'
-torch twin (per row, per edge), in float64: values, first and second derivatives, the edge-list
-entry point, odd shapes (isolated nodes, more sources than destinations, a single channel), and
-the plans it refuses."""
+torch twin (per row, per edge), in float64, complex and real bases: values, first and second
+derivatives, the edge-list entry point, odd shapes (no edges, isolated nodes, more destinations
+than sources, a single channel), and the plans and data it refuses."""
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -28,41 +28,45 @@ def uniform(C, L, present=None):
 
 @FAST
 @given(st.integers(1, 4), st.integers(0, 3), st.integers(0, 3), st.integers(0, 4), st.integers(0, 9),
-       st.integers(0, 2**31))
-def test_edge_list_product_equals_the_twin(C, L1, L2, maxl, num_edges, seed):
+       st.sampled_from(["complex", "real"]), st.integers(0, 2**31))
+def test_edge_list_product_equals_the_twin(C, L1, L2, maxl, num_edges, basis, seed):
     g = torch.Generator().manual_seed(seed)
-    plan = cg_plan(uniform(C, L1), uniform(C, L2, present={0, L2}), maxl, "diag")
+    dtype = C128 if basis == "complex" else torch.float64
+    plan = cg_plan(uniform(C, L1), uniform(C, L2, present={0, L2}), maxl, "diag", basis)
     n_src, n_dst = 4, 6                              # more destinations than sources; some isolated
     src = torch.randint(0, n_src, (num_edges,), generator=g)
     dst = torch.randint(0, n_dst, (num_edges,), generator=g)
-    edge = torch.randn(num_edges, plan.dim1, dtype=C128, generator=g)
-    node = torch.randn(n_src, plan.dim2, dtype=C128, generator=g)
+    edge = torch.randn(num_edges, plan.dim1, dtype=dtype, generator=g)
+    node = torch.randn(n_src, plan.dim2, dtype=dtype, generator=g)
     got = message_passing_product(edge, node, src, dst, plan, n_dst)
     close(got, twin_message_product(edge, node, src, dst, plan, num_nodes=n_dst, backend="torch"))
 
 
 @FAST
-@given(st.integers(1, 3), st.integers(0, 3), st.integers(0, 4), st.integers(0, 2**31))
-def test_row_wise_products_equal_the_twin(C, L, maxl, seed):
+@given(st.integers(1, 3), st.integers(0, 3), st.integers(0, 4), st.sampled_from(["complex", "real"]),
+       st.integers(0, 2**31))
+def test_row_wise_products_equal_the_twin(C, L, maxl, basis, seed):
     g = torch.Generator().manual_seed(seed)
     tau = uniform(C, L)
-    x = torch.randn(5, sum((2 * l + 1) * n for l, n in enumerate(tau)), dtype=C128, generator=g)
+    dtype = C128 if basis == "complex" else torch.float64
+    x = torch.randn(5, sum((2 * l + 1) * n for l, n in enumerate(tau)), dtype=dtype, generator=g)
     y = torch.randn_like(x)
-    for plan in (cg_plan(tau, tau, maxl, "diag"), channelwise_square_plan(tau, maxl)):
+    for plan in (cg_plan(tau, tau, maxl, "diag", basis), channelwise_square_plan(tau, maxl, basis)):
         close(channelwise_product(x, y, plan), cg_product(x, y, plan, backend="torch"))
 
 
-def test_gradients_to_second_order():
+@pytest.mark.parametrize("basis,dtype", [("complex", C128), ("real", torch.float64)])
+def test_gradients_to_second_order(basis, dtype):
     g = torch.Generator().manual_seed(1)
-    plan = cg_plan((2, 2, 2), (2, 2), 2, "diag")
+    plan = cg_plan((2, 2, 2), (2, 2), 2, "diag", basis)
     src, dst = torch.tensor([0, 1, 2, 2, 0, 1]), torch.tensor([1, 0, 0, 1, 3, 3])
-    edge = torch.randn(6, plan.dim1, dtype=C128, generator=g, requires_grad=True)
-    node = torch.randn(3, plan.dim2, dtype=C128, generator=g, requires_grad=True)
+    edge = torch.randn(6, plan.dim1, dtype=dtype, generator=g, requires_grad=True)
+    node = torch.randn(3, plan.dim2, dtype=dtype, generator=g, requires_grad=True)
     f = lambda e, x: message_passing_product(e, x, src, dst, plan, 4)  # noqa: E731
     assert torch.autograd.gradcheck(f, (edge, node))
     assert torch.autograd.gradgradcheck(f, (edge, node))
-    sq = channelwise_square_plan((2, 2), 2)
-    x = torch.randn(3, sq.dim1, dtype=C128, generator=g, requires_grad=True)
+    sq = channelwise_square_plan((2, 2), 2, basis)
+    x = torch.randn(3, sq.dim1, dtype=dtype, generator=g, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda x: channelwise_product(x, x, sq), (x,))
 
 
@@ -83,5 +87,5 @@ def test_refuses_what_it_cannot_evaluate():
         OuterContraction(cg_plan((2, 2), (1, 1), 2, "diag"))
     with pytest.raises(ValueError, match="channel-wise"):
         OuterContraction(cg_plan((2, 2), (2, 2), 2, "full"))
-    with pytest.raises(TypeError, match="complex"):
+    with pytest.raises(TypeError, match="complex-basis plan needs complex"):
         channelwise_product(torch.randn(2, 8), torch.randn(2, 8), cg_plan((2, 2), (2, 2), 2, "diag"))

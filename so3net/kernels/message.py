@@ -19,7 +19,8 @@ packed ``(B, dim)`` tensor is ``(B, D, C)``, D = sum over present parts of 2l + 
 layout ``(2l+1, C)`` of each part, stacked). The outer products are complex elementwise products,
 the per-node sums complex batched matmuls (:func:`batched_matmul`, whose backward avoids torch's
 per-batch fallback for conjugate views), and W, being real, acts on the real and imaginary planes
-(``torch.view_as_real``) as one real sparse matmul. Everything is differentiable to any order. The
+(``torch.view_as_real``) as one real sparse matmul. Real-basis plans take real (or complex) data
+the same way. Everything is differentiable to any order. The
 output rows of W are the packed output layout: part l, row m, path block b, channel c is fragment
 ``b C + c`` of part l. (A variant on real planes throughout, with no conjugate at all, ran 1.6x
 slower on the CPU: its extra elementwise passes outweigh the two conjugate copies it saves.)
@@ -166,15 +167,19 @@ class OuterContraction:
         return self._cache[key]
 
     def apply(self, P: torch.Tensor) -> torch.Tensor:
-        """Complex outer products ``P (D1, D2, C, B)`` -> packed complex output ``(B, plan.dim_out)``."""
+        """Outer products ``P (D1, D2, C, B)`` (complex: W acts on the real and imaginary planes) ->
+        packed output ``(B, plan.dim_out)`` of P's dtype."""
         C, B = P.shape[2:]
         if P.shape != (self.dim1, self.dim2, self.channels, B):
             raise ValueError(f"outer products must have shape ({self.dim1}, {self.dim2}, {self.channels}, B), "
                              f"got {tuple(P.shape)}")
-        planes = torch.view_as_real(P.contiguous()).reshape(self.dim1 * self.dim2, C * B * 2)
+        planes = torch.view_as_real(P.contiguous()) if P.is_complex() else P.contiguous()[..., None]
+        q = planes.shape[-1]
         w, wt = self.matrices(planes.dtype, planes.device)
-        z = _SparseLeft.apply(planes, w, wt).reshape(self.num_rows, C, B, 2).permute(2, 0, 1, 3).contiguous()
-        return torch.view_as_complex(z).reshape(B, self.num_rows * C)
+        z = _SparseLeft.apply(planes.reshape(self.dim1 * self.dim2, C * B * q), w, wt)
+        z = z.reshape(self.num_rows, C, B, q).permute(2, 0, 1, 3).contiguous()
+        z = torch.view_as_complex(z) if P.is_complex() else z[..., 0]
+        return z.reshape(B, self.num_rows * C)
 
 
 @lru_cache(maxsize=None)
@@ -226,14 +231,16 @@ def batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _Bmm.apply(a, b)
 
 
-def _check_complex(*ts: torch.Tensor) -> None:
-    for t in ts:
-        if not t.is_complex():
-            raise TypeError(f"the outer strategy takes complex packed tensors, got {t.dtype}")
+def _check_data(plan: CGPlan, *ts: torch.Tensor) -> None:
+    """Complex data for complex-basis plans, real or complex data for real-basis plans, one dtype."""
+    if plan.basis == "complex" and not all(t.is_complex() for t in ts):
+        raise TypeError(f"a complex-basis plan needs complex tensors, got {[str(t.dtype) for t in ts]}")
+    if len({t.dtype for t in ts}) != 1:
+        raise TypeError(f"operands must share one dtype, got {[str(t.dtype) for t in ts]}")
 
 
 def channelwise_product(x: torch.Tensor, y: torch.Tensor, plan: CGPlan) -> torch.Tensor:
-    """Row-wise ``P(x, y)`` of a channel-wise plan by the outer strategy: packed complex
+    """Row-wise ``P(x, y)`` of a channel-wise plan by the outer strategy: packed
     ``x (B, plan.dim1)``, ``y (B, plan.dim2)`` -> ``(B, plan.dim_out)``. ``x`` and ``y`` may be the
     same tensor (a square)."""
     con = outer_contraction(plan)
@@ -241,7 +248,7 @@ def channelwise_product(x: torch.Tensor, y: torch.Tensor, plan: CGPlan) -> torch
     if x.shape[1:] != (plan.dim1,) or y.shape != (x.shape[0], plan.dim2):
         raise ValueError(f"plan {plan.tau1} x {plan.tau2} expects (B, {plan.dim1}) and (B, {plan.dim2}), "
                          f"got {tuple(x.shape)} and {tuple(y.shape)}")
-    _check_complex(x, y)
+    _check_data(plan, x, y)
     u = x.reshape(x.shape[0], con.dim1, C).permute(1, 2, 0).contiguous()            # (D1, C, B)
     v = u if y is x else y.reshape(y.shape[0], con.dim2, C).permute(1, 2, 0).contiguous()
     return con.apply(u[:, None] * v[None, :])
@@ -280,7 +287,7 @@ class Neighbours:
         return out.reshape(t.shape[:dim] + tuple(self.src.shape) + t.shape[dim + 1:])
 
     def sources(self, node: torch.Tensor, channels: int) -> torch.Tensor:
-        """The source nodes' packed complex features ``node (n, D C)`` per slot, in the layout that
+        """The source nodes' packed features ``node (n, D C)`` per slot, in the layout that
         :func:`padded_message_product` reads: ``(C, N, d, D)``."""
         rows = node.reshape(node.shape[0], node.shape[1] // channels, channels)
         return self.gather(rows.permute(2, 0, 1).contiguous(), dim=1)
@@ -290,7 +297,7 @@ def padded_message_product(edge: torch.Tensor, sources: torch.Tensor, plan: CGPl
     """``out_i = sum_k P(edge[i, k], node[src[i, k]])`` over the slots of every node, by one batched
     matmul of the summed outer products and one sparse contraction.
 
-    ``edge``: the edge operand per slot, complex ``(N, d, D1, C)`` (the packed layout per slot), zero
+    ``edge``: the edge operand per slot, ``(N, d, D1, C)`` (the packed layout per slot), zero
     in empty slots (or the sources are); fastest when its memory is ordered ``(C, N, D1, d)`` — any
     strides are accepted. ``sources``: :meth:`Neighbours.sources` of the node operand. Returns packed
     complex ``(N, plan.dim_out)``.
@@ -301,7 +308,7 @@ def padded_message_product(edge: torch.Tensor, sources: torch.Tensor, plan: CGPl
         raise ValueError(f"plan {plan.tau1} x {plan.tau2} expects edge (N, d, {con.dim1}, {con.channels}) "
                          f"and sources ({con.channels}, N, d, {con.dim2}); got {tuple(edge.shape)} and "
                          f"{tuple(sources.shape)}")
-    _check_complex(edge, sources)
+    _check_data(plan, edge, sources)
     a = edge.permute(3, 0, 2, 1).reshape(C * N, con.dim1, d)
     if D2 == 1:   # a matrix-vector product per (channel, node): elementwise, not a GEMM of inner size 1 in backward
         S = (a * sources.reshape(C * N, 1, d)).sum(2, keepdim=True)
@@ -313,7 +320,7 @@ def padded_message_product(edge: torch.Tensor, sources: torch.Tensor, plan: CGPl
 def message_passing_product(edge: torch.Tensor, node: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
                             plan: CGPlan, num_nodes: int | None = None) -> torch.Tensor:
     """``out[i] = sum_{e: dst[e] = i} P(edge[e], node[src[e]])`` for a channel-wise plan by the outer
-    strategy: packed complex ``edge (E, plan.dim1)``, ``node (n, plan.dim2)`` -> ``(num_nodes,
+    strategy: packed ``edge (E, plan.dim1)``, ``node (n, plan.dim2)`` -> ``(num_nodes,
     plan.dim_out)`` (``num_nodes`` defaults to ``n``). The contract of the unweighted
     :func:`so3net.kernels.dispatch.message_passing_product`; differentiable to any order."""
     con = outer_contraction(plan)
@@ -325,7 +332,7 @@ def message_passing_product(edge: torch.Tensor, node: torch.Tensor, src: torch.T
     with torch.no_grad():
         slot = torch.nonzero(nbrs.mask.reshape(-1)).squeeze(1)          # slots in (dst, edge order)
         order = torch.argsort(dst, stable=True)
-    _check_complex(edge, node)
+    _check_data(plan, edge, node)
     slots = edge.new_zeros(num_nodes * nbrs.src.shape[1], con.dim1, con.channels)
     slots = slots.index_copy(0, slot, edge.reshape(edge.shape[0], con.dim1, con.channels)[order])
     return padded_message_product(slots.reshape(num_nodes, nbrs.src.shape[1], con.dim1, con.channels),
