@@ -112,9 +112,7 @@ class CGLayer(nn.Module):
             sq = cg_product(xp, xp, self.square_plan)
         agg = SO3vec.from_packed(agg, self.edge_plan.tau_out)
         sq = SO3vec.from_packed(sq, self.square_plan.tau_out)
-        both = cat([agg, x, sq])
-        parts = {l: both.parts[l] @ torch.view_as_complex(w).to(x.dtype) for l, w in enumerate(self.weights)}
-        return SO3vec(parts, basis=x.basis)
+        return cat([agg, x, sq]).mix([torch.view_as_complex(w) for w in self.weights])
 
     def extra_repr(self) -> str:
         return f"tau_in={self.tau_in}, tau_edge={self.tau_edge}, tau_cat={self.tau_cat}, tau_out={self.tau_out}"

@@ -53,8 +53,8 @@ class SO3Linear(nn.Module):
     def forward(self, x: SO3vec) -> SO3vec:
         if tuple(x.tau)[:len(self.tau_in)] != self.tau_in:
             raise ValueError(f"SO3Linear expects type {self.tau_in}, got {tuple(x.tau)}")
-        parts = {l: x.parts[l] @ w.to(x.dtype) for l, w in enumerate(self.complex_weights())}
-        return SO3vec(parts, basis=x.basis)
+        weights = self.complex_weights()
+        return SO3vec({l: x.parts[l] for l in range(len(weights))}, basis=x.basis).mix(weights)
 
     def extra_repr(self) -> str:
         return f"tau_in={self.tau_in}, tau_out={self.tau_out}"
