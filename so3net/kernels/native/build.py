@@ -118,10 +118,11 @@ def _declare(lib: ctypes.CDLL) -> None:
             bwd.argtypes, bwd.restype = [ctypes.POINTER(_ZipTables), p, lng, p, p, p, p, p, i], i
 
 
-def library() -> ctypes.CDLL | None:
+def library(m: str | None = None) -> ctypes.CDLL | None:
     """The compiled kernels, or ``None`` in mode ``torch`` or (with a warning, once) when ``auto``
-    cannot build them; mode ``native`` raises instead."""
-    m = mode()
+    cannot build them; mode ``native`` raises instead. ``m``: the mode (default :func:`mode`, the
+    environment's; the ``native`` backend passes ``"native"``)."""
+    m = m or mode()
     if m == "torch":
         return None
     with _lock:
@@ -140,8 +141,8 @@ def library() -> ctypes.CDLL | None:
                                   f"path (slower). Reason: {err}. Set SO3NET_CPU_KERNELS=torch to choose "
                                   f"that path explicitly.", RuntimeWarning, stacklevel=2)
         if _loaded["lib"] is None and m == "native":
-            raise RuntimeError(f"SO3NET_CPU_KERNELS=native but the compiled CPU kernels are unavailable: "
-                               f"{_loaded['error']}")
+            raise RuntimeError(f"the 'native' CPU kernels (backend 'native' or SO3NET_CPU_KERNELS=native) are "
+                               f"unavailable: {_loaded['error']}. Use backend 'torch' for the torch-op path.")
         return _loaded["lib"]
 
 
