@@ -85,13 +85,18 @@ class SO3vec:
         self._set(_pack(parts, b), tau, basis)
 
     def _set(self, packed: torch.Tensor, tau: SO3type, basis: str) -> None:
-        """Store ``packed (b..., tau.dim)`` and make the part views (one split)."""
-        self._packed, self._tau, self.basis = packed, tau, basis
-        sizes = [(2 * l + 1) * n for l, n in enumerate(tau)]
-        views = PartViews((l, piece.unflatten(-1, (2 * l + 1, n)))
-                          for (l, n), piece in zip(enumerate(tau), torch.split(packed, sizes, -1)))
-        views._owner = self
-        self._parts = views
+        """Store ``packed (b..., tau.dim)``; the part views are made on first use of :attr:`parts`."""
+        self._packed, self._tau, self.basis, self._parts = packed, tau, basis, None
+
+    def _views(self) -> PartViews:
+        """The part views, made once (one split) so that every per-part use shares one autograd node."""
+        if self._parts is None:
+            sizes = [(2 * l + 1) * n for l, n in enumerate(self._tau)]
+            views = PartViews((l, piece.unflatten(-1, (2 * l + 1, n))) for (l, n), piece
+                              in zip(enumerate(self._tau), torch.split(self._packed, sizes, -1)))
+            views._owner = self
+            self._parts = views
+        return self._parts
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -140,7 +145,7 @@ class SO3vec:
     def _set_part(self, l, t) -> None:
         if not isinstance(l, numbers.Integral) or not 0 <= l <= self.maxl:
             raise IndexError(f"SO3vec of type {self.tau} has parts l = 0..{self.maxl}, got {l!r}")
-        parts = dict(self._parts)
+        parts = dict(self._views())
         parts[int(l)] = t.data if isinstance(t, SO3part) else t
         parts, basis = _from_parts(parts, self.basis)
         self._set(_pack(parts), SO3type(p.shape[-1] for p in parts.values()), basis)
@@ -149,7 +154,7 @@ class SO3vec:
     @property
     def parts(self) -> PartViews:
         """``l -> (b..., 2l+1, tau[l])`` for l = 0..L: views of :meth:`packed` (see :class:`PartViews`)."""
-        return self._parts
+        return self._views()
 
     @property
     def tau(self) -> SO3type:
@@ -173,7 +178,8 @@ class SO3vec:
 
     @property
     def requires_grad(self) -> bool:
-        return self._packed.requires_grad or any(p.requires_grad for p in self._parts.values())
+        t = self._packed
+        return t.requires_grad or (self._parts is not None and any(p.requires_grad for p in self._parts.values()))
 
     @property
     def grad(self) -> "SO3vec | None":
@@ -181,18 +187,18 @@ class SO3vec:
         of the same type), or ``None``; ``v.parts[l].grad`` holds part l of it."""
         g = self._packed.grad
         if g is None:
-            grads = [p.grad for p in self._parts.values()]
+            grads = [p.grad for p in self._views().values()]
             if all(p is None for p in grads):
                 return None
             g = _pack({l: torch.zeros_like(p) if q is None else q
-                       for (l, p), q in zip(self._parts.items(), grads)}, self.batch)
+                       for (l, p), q in zip(self._views().items(), grads)}, self.batch)
         return SO3vec._wrap(g, self._tau, self.basis)
 
     def __getitem__(self, l: int) -> SO3part:
         """Part of degree ``l`` as an ``SO3part`` (a view of the same tensor)."""
         if not isinstance(l, numbers.Integral) or not 0 <= l <= self.maxl:
             raise IndexError(f"SO3vec of type {self.tau} has parts l = 0..{self.maxl}, got {l!r}")
-        return SO3part(self._parts[int(l)], self.basis)
+        return SO3part(self._views()[int(l)], self.basis)
 
     def __len__(self) -> int:
         return len(self._tau)
@@ -204,14 +210,15 @@ class SO3vec:
         One exception keeps torch's leaf semantics: when parts were made leaves that require
         gradients one by one (``v.parts[l].requires_grad_()`` on a vector that did not require
         them), the result is their concatenation, so that gradients reach those parts."""
-        t = self._packed
-        if not t.requires_grad and torch.is_grad_enabled() and any(p.requires_grad for p in self._parts.values()):
-            return _pack(self._parts, self.batch)
+        t, parts = self._packed, self._parts
+        if parts is not None and not t.requires_grad and torch.is_grad_enabled() \
+                and any(p.requires_grad for p in parts.values()):
+            return _pack(parts, self.batch)
         return t
 
     def _map(self, fn) -> "SO3vec":
         """A vector of the same basis from ``fn(l, part)`` for every l (packed anew: one copy)."""
-        parts = {l: fn(l, p) for l, p in self._parts.items()}
+        parts = {l: fn(l, p) for l, p in self._views().items()}
         return SO3vec._wrap(_pack(parts), SO3type(p.shape[-1] for p in parts.values()), self.basis)
 
     def _same(self, t: torch.Tensor) -> "SO3vec":
@@ -235,7 +242,7 @@ class SO3vec:
         check_basis(basis)
         if dtype is not None:
             resolve_dtype(dtype, basis)
-        parts = {l: convert_part(p, l, self.basis, basis, dtype) for l, p in self._parts.items()}
+        parts = {l: convert_part(p, l, self.basis, basis, dtype) for l, p in self._views().items()}
         return SO3vec._wrap(_pack(parts, self.batch), self._tau, basis)
 
     def detach(self) -> "SO3vec":
@@ -265,7 +272,7 @@ class SO3vec:
                 t.requires_grad_(flag)
                 self._set(t, self._tau, self.basis)
             return self
-        for p in self._parts.values():
+        for p in self._views().values():
             p.requires_grad_(flag)
         return self
 
