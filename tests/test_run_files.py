@@ -155,3 +155,21 @@ def test_a_read_only_run_folder_fails_before_training(tmp_path, capsys):
     finally:
         folder.chmod(0o755)
     assert f"the run folder {folder} is not writable" in capsys.readouterr().err
+
+
+def test_a_folder_that_turns_read_only_mid_run_names_the_file_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    real = ckpt.tempfile.mkstemp
+
+    def log(line):
+        if line.startswith("epoch 1:"):       # epoch 1 is saved; from now on the folder refuses writes
+            _refuse_writes_in(monkeypatch, folder)
+
+    trainer = Trainer(TrainConfig(n_train=8, n_valid=4, n_test=4, epochs=2, batch_size=4, run_dir=str(folder),
+                                  progress=False, model=dict(TINY)), log=log)
+    with pytest.raises(ckpt.RunFolderError, match=rf"cannot write {folder}/\w+\.pt \(Read-only file system\); "
+                                                  "the previous file is unchanged"):
+        trainer.fit()
+    monkeypatch.setattr(ckpt.tempfile, "mkstemp", real)
+    assert trainer.epoch == 2 and ckpt.load_checkpoint(str(folder / "checkpoint.pt"))["epoch"] == 1
+    assert not [name for name in os.listdir(folder) if name.endswith(".tmp")]
