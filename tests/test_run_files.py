@@ -173,3 +173,11 @@ def test_a_folder_that_turns_read_only_mid_run_names_the_file_and_keeps_the_last
     monkeypatch.setattr(ckpt.tempfile, "mkstemp", real)
     assert trainer.epoch == 2 and ckpt.load_checkpoint(str(folder / "checkpoint.pt"))["epoch"] == 1
     assert not [name for name in os.listdir(folder) if name.endswith(".tmp")]
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    path = tmp_path / "state.pt"
+    ckpt.save_checkpoint({"x": 1}, str(path))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

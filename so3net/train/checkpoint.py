@@ -27,6 +27,10 @@ __all__ = ["CheckpointError", "RunFolderError", "save_checkpoint", "load_checkpo
 RESUME_MAY_CHANGE = ("epochs", "time_limit", "progress", "threads", "device", "run_dir")
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 class CheckpointError(ValueError):
     """A checkpoint file is damaged or not a checkpoint; the message names the file."""
 
@@ -54,6 +58,7 @@ def save_checkpoint(obj, path: str) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_UMASK)       # as open() would create it (mkstemp makes it private)
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
