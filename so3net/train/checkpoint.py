@@ -26,7 +26,6 @@ __all__ = ["CheckpointError", "RunFolderError", "save_checkpoint", "load_checkpo
 #: settings a resumed run may change: its budget and how it runs, not what it learns from or how
 RESUME_MAY_CHANGE = ("epochs", "time_limit", "progress", "threads", "device", "run_dir")
 
-
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -53,22 +52,25 @@ def check_writable(folder: str) -> None:
 
 
 def save_checkpoint(obj, path: str) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """``torch.save(obj)`` to ``path`` atomically (temporary file, fsync, rename); on any failure
+    the temporary file is removed and the previous ``path`` stays as it was."""
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~_UMASK)       # as open() would create it (mkstemp makes it private)
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)   # as open() would create it (mkstemp makes it private)
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        tmp = None
     except OSError as err:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
         previous = "the previous file is unchanged" if os.path.exists(path) else "nothing was written"
         raise RunFolderError(err.errno, f"cannot write {path} ({err.strerror or err}); {previous}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def verify_checkpoint(path: str) -> None:
