@@ -23,6 +23,7 @@ from torch import nn
 from ..nn import (AtomMLP, BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, RadPolyTrig, SoftCutoff,
                   edge_harmonics, invariants, mcn_to_packed, num_invariants, packed_to_mcn, pair_dots, radius_graph,
                   smooth_switch, uniform_tau)
+from ..nn.positions import check_finite_positions, check_separation
 from ..nn.radial import SOFT_MODES
 
 __all__ = ["CormorantConfig", "PRESETS", "Cormorant"]
@@ -160,6 +161,7 @@ class Cormorant(nn.Module):
                              f"convert one of them (model.to(torch.float64) or positions.to({self.dtype}))")
         if species.shape != (N,) or batch.shape != (N,):
             raise ValueError(f"species and batch must have shape ({N},), got {tuple(species.shape)} and {tuple(batch.shape)}")
+        check_finite_positions(positions, batch)
 
     # ------------------------------------------------------------------ forward
     def neighbours(self, positions: torch.Tensor, batch: torch.Tensor) -> Neighbours:
@@ -173,6 +175,7 @@ class Cormorant(nn.Module):
         cfg = self.config
         nbrs = self.neighbours(positions, batch)
         vec, r = nbrs.vectors(positions, far=2 * cfg.hard_cut_rad + 1)
+        check_separation(r, nbrs, batch)
         harmonics = edge_harmonics(vec, cfg.max_sh)
         hard = smooth_switch(r, cfg.hard_cut_rad - cfg.hard_cut_switch, cfg.hard_cut_rad)
         x = torch.view_as_complex(self.embed(self.atom_scalars(species)).reshape(-1, cfg.num_channels, 2))
