@@ -26,6 +26,7 @@ from ._checks import (batch_tuple, broadcast_batch, check_basis, check_dtype, ch
                       check_same_storage, check_target_dtype, fill_part, resolve_dtype)
 from ._basis import convert_part
 from ._format import dtype_name, format_samples, part_block
+from ._split import split_parts
 from .part import SO3part, check_weight
 from .rotation import check_block, check_rotation, rotation_block
 from .scalars import scalar_factor
@@ -93,7 +94,7 @@ class SO3vec:
         if self._parts is None:
             sizes = [(2 * l + 1) * n for l, n in enumerate(self._tau)]
             views = PartViews((l, piece.unflatten(-1, (2 * l + 1, n))) for (l, n), piece
-                              in zip(enumerate(self._tau), torch.split(self._packed, sizes, -1)))
+                              in zip(enumerate(self._tau), split_parts(self._packed, sizes)))
             views._owner = self
             self._parts = views
         return self._parts
