@@ -221,3 +221,92 @@ def test_unused_parts_get_zero_gradients():
         offsets.append(offsets[-1] + (2 * l + 1) * n)
     assert torch.equal(g[:, offsets[1]:offsets[2]], torch.ones_like(g[:, offsets[1]:offsets[2]]))
     assert not g[:, :offsets[1]].any() and not g[:, offsets[2]:].any()
+
+
+# ------------------------------------------------------------------ review findings, each pinned
+def test_parts_first_used_without_grad_still_carry_gradients():
+    for context in (torch.no_grad, torch.inference_mode):
+        x, y = operands(2, "complex")
+        z = CGproduct(x, y)
+        with context():
+            str(z), z.norm()                                   # the first use of the parts
+        sum(p.abs().pow(2).sum() for p in z.parts.values()).backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in x.parts.values() if p.numel())
+
+
+def test_views_made_before_the_packed_leaf_requires_grad_are_remade():
+    v = SO3vec.from_packed(torch.randn(2, 8, dtype=torch.complex128), (2, 2))
+    v.parts                                                    # views of a tensor without grad
+    v.packed().requires_grad_()
+    sum(p.abs().sum() for p in v.parts.values()).backward()
+    assert v.packed().grad is not None and v.grad is not None
+
+
+def test_copy_deepcopy_and_pickle_keep_parts_and_packed_together():
+    import copy
+    import pickle
+    v = SO3vec.randn(2, (1, 2), dtype=torch.complex128)
+    v.parts
+    w = copy.copy(v)
+    w.parts[1] = torch.zeros(2, 3, 2, dtype=v.dtype)            # repacks w, not v
+    assert w.packed()[:, 1:].abs().sum() == 0 and v.packed()[:, 1:].abs().sum() > 0
+    for clone in (copy.deepcopy(v), pickle.loads(pickle.dumps(v))):
+        assert isinstance(clone.parts, type(v.parts)) and torch.equal(clone.packed(), v.packed())
+        clone.parts[0].zero_()
+        assert not clone.packed()[:, 0].any() and v.packed()[:, 0].all()
+    leaf = SO3vec.randn(2, (1, 2), dtype=torch.complex128).requires_grad_()
+    again = pickle.loads(pickle.dumps(leaf))
+    assert all(p.is_leaf and p.requires_grad for p in again.parts.values())
+
+
+def test_vec_of_a_vec_keeps_leaf_parts_and_refuses_other_settings():
+    v = SO3vec.randn(2, (1, 2), dtype=torch.complex128).requires_grad_()
+    w = SO3vec(v)
+    assert w.requires_grad
+    w.packed().abs().sum().backward()
+    assert all(p.grad is not None for p in v.parts.values())
+    with pytest.raises(ValueError, match="takes no dtype"):
+        SO3vec(v, dtype=torch.complex64)
+
+
+def test_detach_shares_storage_and_contiguous_keeps_the_graph():
+    v = SO3vec.randn(2, (1, 2), dtype=torch.complex128).requires_grad_()
+    d = v.detach()
+    assert not d.requires_grad and d.packed().untyped_storage().data_ptr() == v._packed.untyped_storage().data_ptr()
+    t = torch.randn(8, 2, dtype=torch.complex128).t()            # non-contiguous packed leaf
+    u = SO3vec.from_packed(t, (2, 2)).requires_grad_()
+    assert u.contiguous().requires_grad and u.contiguous().packed().is_contiguous()
+
+
+def test_parts_cannot_be_merged_in_bulk():
+    v = SO3vec.randn(2, (1, 2))
+    with pytest.raises(TypeError, match="cannot be removed or added in bulk"):
+        v.parts |= {0: torch.zeros(2, 1, 1, dtype=v.dtype)}
+
+
+def test_grad_of_a_computed_vector_is_none_without_warnings():
+    import warnings
+    x, y = operands(2, "complex")
+    z = CGproduct(x, y)
+    z.packed().abs().sum().backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert z.grad is None
+
+
+def test_in_place_change_of_a_part_that_records_gradients_is_refused_by_torch():
+    x, y = operands(2, "real")
+    z = CGproduct(x, y)
+    with pytest.raises(RuntimeError, match="inplace"):
+        z.parts[0].mul_(2)
+    z.parts[0] = z.parts[0] * 2                                  # the supported way: assign
+    assert z.requires_grad
+
+
+def test_so3_inverse_of_a_conjugate_packed_view():
+    from so3net.fourier import so3_forward, so3_grid, so3_inverse
+    grid = so3_grid(4)
+    coeffs = so3_forward(torch.randn(grid.size, dtype=torch.complex128), grid, 2)
+    conj = SO3vec.from_packed(coeffs.packed().conj(), coeffs.tau)
+    torch.testing.assert_close(so3_inverse(conj, grid),
+                               so3_inverse(SO3vec.from_packed(coeffs.packed().conj().resolve_conj(), coeffs.tau), grid))

@@ -215,7 +215,7 @@ def _join(coeffs, grid, group: bool):
     if isinstance(coeffs, SO3vec) and coeffs.basis == "complex" and coeffs.tau == _coeff_type(coeffs.maxl, group):
         lmax = coeffs.maxl                           # the packed layout is the flat layout: no copy
         _check_lmax(lmax, grid)
-        flat = coeffs.packed().reshape(-1, _total(lmax, group))
+        flat = coeffs.packed().reshape(-1, _total(lmax, group)).resolve_conj().resolve_neg()
         return coeffs.batch, flat, lmax
     parts = parts_of(coeffs, f"{fn} coefficients")
     lmax = max(parts)

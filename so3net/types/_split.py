@@ -1,6 +1,6 @@
 """The one split node behind ``SO3vec.parts`` (private).
 
-``split_parts(packed, sizes)`` is ``torch.split(packed, sizes, -1)``: views, no copy. When the packed
+``split_packed(packed, sizes)`` is ``torch.split(packed, sizes, -1)``: views, no copy. When the packed
 tensor requires gradients it is one autograd node whose backward writes the packed gradient once:
 the parts' gradients (``None`` for parts the loss did not use: zeros) are copied into one fresh
 tensor, which for large CPU gradients is advised onto huge pages (:func:`so3net.kernels.memory.empty`;
@@ -14,7 +14,7 @@ import torch
 
 from ..kernels import memory
 
-__all__ = ["split_parts"]
+__all__ = ["split_packed"]
 
 
 class _SplitParts(torch.autograd.Function):
@@ -36,7 +36,7 @@ class _SplitParts(torch.autograd.Function):
         return out, None
 
 
-def split_parts(packed: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, ...]:
+def split_packed(packed: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, ...]:
     """``torch.split(packed, sizes, -1)``, with the backward above when gradients are recorded."""
     if packed.requires_grad and torch.is_grad_enabled():
         return _SplitParts.apply(packed, tuple(sizes))

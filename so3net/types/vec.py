@@ -26,7 +26,7 @@ from ._checks import (batch_tuple, broadcast_batch, check_basis, check_dtype, ch
                       check_same_storage, check_target_dtype, fill_part, resolve_dtype)
 from ._basis import convert_part
 from ._format import dtype_name, format_samples, part_block
-from ._split import split_parts
+from ._split import split_packed
 from .part import SO3part, check_weight
 from .rotation import check_block, check_rotation, rotation_block
 from .scalars import scalar_factor
@@ -37,9 +37,11 @@ __all__ = ["SO3vec", "PartViews"]
 
 class PartViews(dict):
     """``SO3vec.parts``: ``l -> (b..., 2l+1, tau[l])``, views of the vector's packed tensor made by one
-    ``torch.split`` (so the backward of any mix of per-part uses writes the packed gradient once).
-    In-place changes of a part change the vector; assigning ``v.parts[l] = t`` packs the vector
-    anew with ``t`` as part l (a copy). Parts cannot be removed."""
+    split (so the backward of any mix of per-part uses writes the packed gradient once). In-place
+    changes of a part change the vector, except where the vector records gradients: torch forbids
+    in-place changes of the outputs of a multi-output view there, as for ``torch.split`` (use
+    out-of-place ops, or assign). Assigning ``v.parts[l] = t`` packs the vector anew with ``t`` as
+    part l (a copy). Parts cannot be removed or added."""
 
     __slots__ = ("_owner",)
 
@@ -50,7 +52,7 @@ class PartViews(dict):
         raise TypeError("SO3vec parts cover l = 0..L and cannot be removed or added in bulk; "
                         "assign one part (v.parts[l] = t) or build a new SO3vec")
 
-    __delitem__ = pop = popitem = clear = update = setdefault = _refuse
+    __delitem__ = pop = popitem = clear = update = setdefault = __ior__ = _refuse
 
     def __reduce__(self):
         return dict, (dict(self),)
@@ -70,7 +72,12 @@ class SO3vec:
             if basis is not None and basis != arg.basis:
                 raise ValueError(f"SO3vec(v, basis={basis!r}) of a vector in the {arg.basis} basis: "
                                  f"use v.to_basis({basis!r}) to convert")
-            self._set(arg._packed, arg._tau, arg.basis)
+            extra = [k for k, v in (("batch", batch), ("dtype", dtype), ("device", device),
+                                    ("generator", generator)) if v is not None]
+            if extra:
+                raise ValueError(f"SO3vec(v) of an SO3vec takes no {', '.join(extra)}: use v.to(...) or "
+                                 f"v.expand-style products to change them")
+            self._set(arg.packed(), arg._tau, arg.basis)
             return
         if isinstance(arg, dict) or (isinstance(arg, (list, tuple)) and arg and
                                      all(isinstance(p, (torch.Tensor, SO3part)) for p in arg)):
@@ -90,14 +97,50 @@ class SO3vec:
         self._packed, self._tau, self.basis, self._parts = packed, tau, basis, None
 
     def _views(self) -> PartViews:
-        """The part views, made once (one split) so that every per-part use shares one autograd node."""
-        if self._parts is None:
-            sizes = [(2 * l + 1) * n for l, n in enumerate(self._tau)]
-            views = PartViews((l, piece.unflatten(-1, (2 * l + 1, n))) for (l, n), piece
-                              in zip(enumerate(self._tau), split_parts(self._packed, sizes)))
+        """The part views, made once (one split) so that every per-part use shares one autograd node.
+        A packed tensor that requires gradients is split with gradients recorded even when the first
+        use is under ``torch.no_grad()`` or inference mode (printing, logging a norm), so later
+        per-part losses still reach it."""
+        current = self._parts
+        if current is None or (self._packed.requires_grad and current[0].grad_fn is None):
+            sizes = [(2 * l + 1) * n for l, n in enumerate(self._tau)]      # (or made before requires_grad)
+            if self._packed.requires_grad and not torch.is_grad_enabled():
+                with torch.inference_mode(False), torch.enable_grad():
+                    pieces = split_packed(self._packed, sizes)
+            else:
+                pieces = split_packed(self._packed, sizes)
+            views = PartViews((l, piece.unflatten(-1, (2 * l + 1, n)))
+                              for (l, n), piece in zip(enumerate(self._tau), pieces))
             views._owner = self
-            self._parts = views
+            if self._parts is current:     # another thread may have made them meanwhile: keep those
+                self._parts = views
         return self._parts
+
+    def _has_leaf_parts(self) -> bool:
+        """Whether :meth:`requires_grad_` made the part views the leaves (see :meth:`packed`)."""
+        parts = self._parts
+        return (parts is not None and not self._packed.requires_grad
+                and any(p.requires_grad for p in parts.values()))
+
+    # ----------------------------------------------------------------- copying and pickling
+    def __getstate__(self):
+        leaf = self._has_leaf_parts()
+        return {"packed": self._packed.detach() if leaf else self._packed, "tau": tuple(self._tau),
+                "basis": self.basis, "leaf_parts": leaf}
+
+    def __setstate__(self, state):
+        self._set(state["packed"], SO3type(state["tau"]), state["basis"])
+        if state["leaf_parts"]:
+            self.requires_grad_()
+
+    def __copy__(self) -> "SO3vec":
+        """A vector sharing this one's packed tensor and part views (``copy.copy``)."""
+        vec = SO3vec._wrap(self._packed, self._tau, self.basis)
+        if self._parts is not None:
+            views = PartViews(self._parts)
+            views._owner = vec
+            vec._parts = views
+        return vec
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -185,7 +228,10 @@ class SO3vec:
     @property
     def grad(self) -> "SO3vec | None":
         """The gradient accumulated by ``backward()`` in a vector made ``requires_grad_()`` (an SO3vec
-        of the same type), or ``None``; ``v.parts[l].grad`` holds part l of it."""
+        of the same type; when its parts are the leaves, ``v.parts[l].grad`` holds part l of it), or
+        ``None`` (no backward yet, or a vector computed from others, which keeps no ``.grad``)."""
+        if not self._packed.is_leaf:
+            return None                     # the result of differentiable operations keeps no .grad
         g = self._packed.grad
         if g is None:
             grads = [p.grad for p in self._views().values()]
@@ -211,11 +257,9 @@ class SO3vec:
         One exception keeps torch's leaf semantics: when parts were made leaves that require
         gradients one by one (``v.parts[l].requires_grad_()`` on a vector that did not require
         them), the result is their concatenation, so that gradients reach those parts."""
-        t, parts = self._packed, self._parts
-        if parts is not None and not t.requires_grad and torch.is_grad_enabled() \
-                and any(p.requires_grad for p in parts.values()):
-            return _pack(parts, self.batch)
-        return t
+        if torch.is_grad_enabled() and self._has_leaf_parts():
+            return _pack(self._parts, self.batch)
+        return self._packed
 
     def _map(self, fn) -> "SO3vec":
         """A vector of the same basis from ``fn(l, part)`` for every l (packed anew: one copy)."""
@@ -247,14 +291,16 @@ class SO3vec:
         return SO3vec._wrap(_pack(parts, self.batch), self._tau, basis)
 
     def detach(self) -> "SO3vec":
-        return self._same(self.packed().detach())
+        """As ``torch.Tensor.detach``: the same storage, no gradient history."""
+        return self._same(self._packed.detach())
 
     def clone(self) -> "SO3vec":
         return self._same(self.packed().clone())
 
     def contiguous(self) -> "SO3vec":
-        t = self._packed.contiguous()
-        return self if t is self._packed else self._same(t)
+        t = self.packed()
+        c = t.contiguous()
+        return self if c is self._packed else self._same(c)
 
     def requires_grad_(self, flag: bool = True) -> "SO3vec":
         """As ``torch.Tensor.requires_grad_``. On a vector whose packed tensor is a leaf that does not
