@@ -215,24 +215,42 @@ def print_sphere_table(stats: dict, batch: int) -> None:
     print("fitted scaling exponent p (median time ~ B^p):\n  " + "\n  ".join(fits))
 
 
-def bench_so3(bandwidths, batch: int, repeats: int) -> None:
+def e3nn_so3grid(L: int, B: int):
+    """e3nn's ``SO3Grid(L, resolution=B, aspect_ratio=1)``: (2B)^3 points, the SOFT grid's count (its
+    Wigner matrices are dense ``(2B)^3 x sum (2l+1)^2`` buffers, 0.7 GB at B = 16)."""
+    from e3nn import o3
+    return o3.SO3Grid(L, B, aspect_ratio=1)
+
+
+def bench_so3(bandwidths, batch: int, repeats: int, e3nn_max: int) -> None:
     rows = []
-    print(f"\nSO(3) transforms, SOFT grid (2B)^3, lmax = B-1, float32, batch {batch}; median ms (min-max)")
-    print(f"{'B':>4} {'N':>9} | {'forward':>22} {'inverse':>22} | {'ns/point fwd':>12}")
+    print(f"\nSO(3) transforms, SOFT grid (2B)^3, lmax = B-1, float32, batch {batch}; median ms (min-max); "
+          f"e3nn: SO3Grid(lmax, B, aspect_ratio=1) from_grid / to_grid, (2B)^3 points, same run (B <= {e3nn_max})")
+    print(f"{'B':>4} {'N':>9} | {'forward':>22} {'e3nn':>8} {'ratio':>6} | {'inverse':>22} {'e3nn':>8} {'ratio':>6} | "
+          f"{'ns/point fwd':>12}")
     for B in bandwidths:
         grid, L = so3_grid(B), B - 1
         values = torch.randn(batch, grid.size, generator=torch.Generator().manual_seed(B))
+        fns = {}
         with torch.no_grad():
             coeffs = so3_forward(values, grid, L)
-            t = timeit({"fwd": lambda: so3_forward(values, grid, L), "inv": lambda: so3_inverse(coeffs, grid)},
-                       max(3, repeats // 2), min_time=0.0)
+            fns = {"fwd": lambda: so3_forward(values, grid, L), "inv": lambda: so3_inverse(coeffs, grid)}
+            if B <= e3nn_max:
+                peer = e3nn_so3grid(L, B)
+                e_values = torch.randn(batch, peer.res_alpha, peer.res_beta, peer.res_gamma)
+                e_coeffs = peer.from_grid(e_values)
+                fns.update(fwd_e3nn=lambda: peer.from_grid(e_values), inv_e3nn=lambda: peer.to_grid(e_coeffs))
+            t = timeit(fns, max(3, repeats // 2), min_time=0.0)
         t = {k: (statistics.median(s), min(s), max(s)) for k, s in t.items()}
         rows.append(t)
         cell = lambda k: f"{t[k][0] * 1e3:>8.2f} ({t[k][1] * 1e3:.2f}-{t[k][2] * 1e3:.2f})"
-        print(f"{B:>4} {grid.size:>9} | {cell('fwd'):>22} {cell('inv'):>22} | "
+        peer_cell = lambda k: (f"{t[k + '_e3nn'][0] * 1e3:>8.2f} {t[k + '_e3nn'][0] / t[k][0]:>5.2f}x"
+                               if k + "_e3nn" in t else f"{'-':>8} {'-':>6}")
+        print(f"{B:>4} {grid.size:>9} | {cell('fwd'):>22} {peer_cell('fwd')} | {cell('inv'):>22} {peer_cell('inv')} | "
               f"{t['fwd'][0] / (batch * grid.size) * 1e9:>12.1f}")
+    print("ratio = e3nn / so3net (> 1: so3net faster)")
     if len(bandwidths) > 1:
-        fit = {k: exponent(bandwidths, [r[k][0] for r in rows]) for k in rows[0]}
+        fit = {k: exponent(bandwidths, [r[k][0] for r in rows]) for k in ("fwd", "inv")}
         print("fitted exponent p (time ~ B^p): " + ", ".join(f"{k} {v:.2f}" for k, v in fit.items()))
 
 
@@ -242,6 +260,8 @@ def main() -> None:
     parser.add_argument("--so3", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--so3-batch", type=int, default=1)
+    parser.add_argument("--so3-e3nn-max", type=int, default=16,
+                        help="time e3nn's SO3Grid up to this bandwidth (its dense matrices grow as B^5)")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--e3nn-build-max", type=int, default=32,
                         help="build e3nn's modules now when not cached up to this bandwidth (B = 64: tens of minutes)")
@@ -252,7 +272,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
     bench_sphere(args.bandwidths, args.batch, args.repeats, args.e3nn_build_max)
-    bench_so3(args.so3, args.so3_batch, args.repeats)
+    bench_so3(args.so3, args.so3_batch, args.repeats, args.so3_e3nn_max)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ and the coefficients are nonzero only when ``m = m1 + m2`` and the triangle rule
 On-disk cache: one file per pair (l1, l2) under ``$SO3NET_CACHE_DIR`` (default
 ``~/.cache/so3net``), in a folder versioned by ``CACHE_VERSION``. Each file carries a header
 (magic, version, l1, l2, count) and a SHA-256 of its payload; a file that is truncated, corrupt,
-of another version or of another pair, with entries outside their blocks, or whose first
-coefficient differs from its exact recomputation, is rebuilt, never trusted.
+of another version or of another pair, with entries outside their blocks, whose first
+coefficient differs from its exact recomputation, or that is not orthogonal with the sign symmetry
+of the coefficients (a value changed and the hash recomputed), is rebuilt, never trusted.
 """
 from __future__ import annotations
 
@@ -169,7 +170,23 @@ def _valid(l1: int, l2: int, values, m1, m2, counts) -> bool:
     if (np.abs(m1) > l1).any() or (np.abs(m2) > l2).any() or (np.abs(m1 + m2) > ls).any():
         return False
     a, b, l = int(m1[0]), int(m2[0]), int(ls[0])
-    return values[0] == _to_float(*_racah(l1, a, l2, b, l, a + b))
+    return values[0] == _to_float(*_racah(l1, a, l2, b, l, a + b)) and _orthogonal(l1, l2, values, m1, m2, ls)
+
+
+def _orthogonal(l1: int, l2: int, values, m1, m2, ls, tol: float = 1e-12) -> bool:
+    """The table is a real orthogonal change of basis with the sign symmetry of its values.
+
+    For each m = m1 + m2 the coefficients form a square matrix (rows m1, columns l >= |m|) with
+    orthonormal columns, and ``<l1 -m1; l2 -m2 | l -m> = (-1)^(l1+l2-l) <l1 m1; l2 m2 | l m>``
+    holds exactly; together they catch a changed value or a flipped sign anywhere in the table.
+    """
+    lmin, L = abs(l1 - l2), l1 + l2
+    B = np.zeros((2 * L + 1, 2 * l1 + 1, L - lmin + 1))
+    B[m1 + m2 + L, m1 + l1, ls - lmin] = values
+    columns = np.abs(np.arange(-L, L + 1))[:, None] <= np.arange(lmin, L + 1)       # (m, l): l >= |m|
+    gram = np.einsum("kil,kij->klj", B, B) - np.eye(L - lmin + 1) * columns[:, None, :]
+    sign = np.where((L - np.arange(lmin, L + 1)) % 2 == 0, 1.0, -1.0)
+    return bool(np.abs(gram).max() < tol and np.array_equal(B[::-1, ::-1] * sign, B))
 
 
 def _read_pair(l1: int, l2: int):

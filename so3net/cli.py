@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["train"])
     try:
         return commands[args.command](args)
-    except (ValueError, FileNotFoundError) as err:  # bad settings or data: the message says what and where
+    except (ValueError, OSError) as err:  # bad settings, data or files: the message says what and where
         print(f"so3net {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -54,7 +54,8 @@ def main() -> None:
         t = time.perf_counter()
         s.CGproduct(big, big, maxl=2)
         times.append(time.perf_counter() - t)
-    print(f"\nCGproduct (16,16,16) x (16,16,16), maxl 2, batch 1000, complex64 on the CPU: type {prod.tau}, "
+    print(f"\nCGproduct (16,16,16) x (16,16,16), maxl 2, batch 1000, complex64 on the CPU, backend "
+          f"{s.backend()!r} (so3net.backend(); 'native': compiled C kernels): type {prod.tau}, "
           f"first call {first:.3f} s (builds the plan and the kernel tables), then "
           f"{sorted(times)[2] * 1e3:.1f} ms (median of 5)")
     print("\nTrain Cormorant on the shipped GFN2-xTB ethanol data: `so3net train` (see README.md).")

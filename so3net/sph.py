@@ -25,6 +25,11 @@ Value at ``r = 0`` (where the direction is undefined): ``Y^0 = 1/sqrt(4 pi)`` an
 with zero gradient; a point whose ``|r|^2`` underflows to 0 (``|r| < ~1e-154`` in float64,
 ``~1e-22`` in float32) counts as the origin.
 
+Inputs must be finite with a representable ``|r|^2`` (``|r| < 1.3e154`` in float64, ``1.8e19`` in
+float32): otherwise :func:`spherical_harmonics` raises a ``ValueError`` naming the vector, because
+an overflowing ``|r|^2`` would lose the direction (all ``Y^{l>0}`` zero) and a NaN would count as
+the origin. Scale such vectors down: ``Y^l`` depends on the direction only.
+
 Inputs are float32 (output complex64) or float64 (output complex128). ``normalize=False`` gives
 the solid harmonics, differentiated by plain autograd through the homogeneous recurrence.
 """
@@ -228,6 +233,21 @@ def _flatten(xyz: torch.Tensor, name: str) -> torch.Tensor:
     return xyz.reshape(-1, 3)
 
 
+def _check_length(xyz: torch.Tensor, flat: torch.Tensor, name: str) -> None:
+    """Every vector finite with a finite ``|r|^2`` (see the module docstring)."""
+    bad = ~torch.isfinite(torch.addcmul(torch.addcmul(flat[:, 0] ** 2, flat[:, 1], flat[:, 1]), flat[:, 2], flat[:, 2]))
+    if not bad.any():
+        return
+    i = int(bad.nonzero()[0, 0])
+    index = tuple(int(k) for k in np.unravel_index(i, xyz.shape[:-1]))
+    limit = math.sqrt(torch.finfo(flat.dtype).max)
+    dtype = str(flat.dtype).replace("torch.", "")
+    problem = ("is not finite" if not torch.isfinite(flat[i]).all()
+               else f"has |r|^2 that overflows {dtype}")
+    raise ValueError(f"{name}: vector {index} = {flat[i].tolist()} {problem}; expected finite vectors with "
+                     f"|r| < {limit:.2g} (Y^l depends only on the direction: scale the vectors down)")
+
+
 def _check_degrees(ls, name: str) -> tuple[int, ...]:
     for l in ls:
         check_lm(l, None, "l")
@@ -266,6 +286,7 @@ def _evaluate(ls: tuple[int, ...], xyz: torch.Tensor, normalize: bool, name: str
     ls = _check_degrees(ls, name)
     flat = _flatten(xyz, name)
     if normalize:
+        _check_length(xyz, flat, name)
         outs = _SphericalHarmonics.apply(flat, ls)
     else:
         outs = _solid(flat, ls)

@@ -167,6 +167,33 @@ def cartesian_to_spherical(dtype=torch.complex128) -> torch.Tensor:
     return torch.tensor([[s, -1j * s, 0], [0, 0, 1], [-s, -1j * s, 0]], dtype=dtype)
 
 
+def rotation_tolerance(dtype: torch.dtype) -> float:
+    """How far ``R^T R`` may be from I, and det R from 1: ``max(1e-5, 100 eps)`` of the dtype."""
+    return max(1e-5, 100 * torch.finfo(dtype).eps)
+
+
 def _check_matrix(R: torch.Tensor) -> None:
+    """``R (..., 3, 3)`` must hold rotations: finite, ``R^T R = I`` and ``det R = +1`` within
+    :func:`rotation_tolerance` (a reflection would otherwise give a wrong D without a word)."""
     if R.shape[-2:] != (3, 3):
         raise ValueError(f"rotation matrices must have shape (..., 3, 3), got {tuple(R.shape)}")
+    with torch.no_grad():
+        tol = rotation_tolerance(R.dtype)
+        M = R.detach().to(torch.float64).reshape(-1, 3, 3)
+        finite = torch.isfinite(M).flatten(1).all(1)
+        M = torch.where(finite[:, None, None], M, torch.eye(3, dtype=M.dtype, device=M.device))
+        gram = (M.transpose(-1, -2) @ M - torch.eye(3, dtype=M.dtype, device=M.device)).abs().amax((-1, -2))
+        det = torch.linalg.det(M)
+        bad = ~finite | (gram > tol) | ((det - 1).abs() > tol)
+        if not bad.any():
+            return
+        i = int(bad.nonzero()[0, 0])
+        if not finite[i]:
+            problem = "not finite"
+        elif gram[i] > tol:
+            problem = f"not orthogonal: max |R^T R - I| = {float(gram[i]):.3g}"
+        else:
+            problem = f"orthogonal but det R = {float(det[i]):.3g} (a reflection)"
+        index = tuple(int(k) for k in torch.unravel_index(torch.tensor(i), R.shape[:-2])) if R.dim() > 2 else ()
+        raise ValueError(f"expected rotation matrices (finite, R^T R = I and det R = +1 within {tol:.0e}); "
+                         f"the matrix at index {index} is {problem}: {R.detach()[index].tolist()}")

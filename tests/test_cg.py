@@ -162,7 +162,8 @@ def _wrong_first_value(payload):
 
 @pytest.mark.parametrize("damage", [
     "truncated", "flipped byte", "empty", "wrong magic", "wrong version", "other pair",
-    "valid hash, wrong first value", "valid hash, entry outside its block"])
+    "valid hash, wrong first value", "valid hash, entry outside its block",
+    "valid hash, a later value changed", "valid hash, a later sign flipped"])
 def test_damaged_cache_file_is_detected_and_rebuilt(fresh_cache, damage):
     l1, l2 = 3, 2
     cg.cg_block(l1, l2, 1)
@@ -188,6 +189,10 @@ def test_damaged_cache_file_is_detected_and_rebuilt(fresh_cache, damage):
     elif damage == "valid hash, entry outside its block":
         count = cg._HEADER.unpack_from(good)[5]
         _rewrite(path, lambda p: struct.pack_into("<h", p, 8 * count + 2, l1 + 1))  # m1 of the second entry
+    elif damage == "valid hash, a later value changed":
+        _rewrite(path, lambda p: struct.pack_into("<d", p, 8 * 7, struct.unpack_from("<d", p, 8 * 7)[0] * 1.001))
+    elif damage == "valid hash, a later sign flipped":
+        _rewrite(path, lambda p: struct.pack_into("<d", p, 8 * 7, -struct.unpack_from("<d", p, 8 * 7)[0]))
     assert path.read_bytes() != good
     _load_and_compare(l1, l2)
     assert path.read_bytes() == good  # rebuilt with the exact values

@@ -193,6 +193,8 @@ def test_options_change_the_network_and_keep_it_invariant():
 
 # ------------------------------------------------------------------ training
 @pytest.mark.slow
+@pytest.mark.skipif(not ETHANOL.exists(), reason=f"optional sGDML ethanol file {ETHANOL} is not on this machine "
+                    "(not shipped: ../shared/data beside the clone)")
 def test_training_on_ethanol_lowers_the_test_error():
     """Smoke test: 150 + 50 configurations of sGDML ethanol, energies and forces; the test energy MAE
     falls after each of the first three epochs."""

@@ -13,7 +13,8 @@ DATA = np.load(Path(__file__).parent / "data" / "gelib_products.npz")
 
 def vec(name: str, requires_grad: bool = False) -> SO3vec:
     keys = sorted((k for k in DATA.files if k.startswith(f"{name}_l")), key=lambda k: int(k.split("_l")[1]))
-    return SO3vec({int(k.split("_l")[1]): torch.tensor(DATA[k], requires_grad=requires_grad) for k in keys})
+    v = SO3vec({int(k.split("_l")[1]): torch.tensor(DATA[k]) for k in keys})
+    return v.requires_grad_() if requires_grad else v          # its parts become the leaves
 
 
 def assert_parts_equal(got: SO3vec, want: SO3vec, tol: float) -> None:

@@ -203,27 +203,57 @@ def test_triton_arbitrary_paths_and_uncovered_outputs():
 
 
 # ------------------------------------------------------------------------------------ dispatch
-def test_dispatch_precedence():
+def test_dispatch_precedence(monkeypatch):
+    monkeypatch.delenv("SO3NET_CPU_KERNELS", raising=False)
     x = torch.zeros(1, 1)
-    assert dispatch.resolve(None, x) is torch_cg
+    assert dispatch.resolve(None, x) is torch_cg.NATIVE and dispatch.backend() == "native"
     try:
         dispatch.set_backend("triton")
-        assert dispatch.resolve(None, x) is triton_ops
+        assert dispatch.resolve(None, x) is triton_ops and dispatch.backend() == "triton"
         with dispatch.backend("torch"):
-            assert dispatch.resolve(None, x) is torch_cg
+            assert dispatch.resolve(None, x) is torch_cg.TORCH and dispatch.backend() == "torch"
             assert dispatch.resolve("triton", x) is triton_ops
+            assert dispatch.resolve("native", x) is torch_cg.NATIVE
         assert dispatch.get_backend() == "triton"
     finally:
         dispatch.set_backend(None)
     assert dispatch.get_backend() is None
+    assert dispatch.backend(device="cuda") == "triton"
+
+
+def test_environment_overrides_only_the_automatic_cpu_choice(monkeypatch):
+    x = torch.zeros(1, 1)
+    monkeypatch.setenv("SO3NET_CPU_KERNELS", "torch")
+    assert dispatch.backend() == "torch" and dispatch.resolve(None, x) is torch_cg.TORCH
+    with dispatch.backend("native"):                       # an explicit choice wins over the variable
+        assert dispatch.resolve(None, x) is torch_cg.NATIVE
+    monkeypatch.setenv("SO3NET_CPU_KERNELS", "native")
+    assert dispatch.backend() == "native"
+    with pytest.raises(RuntimeError, match="backend 'native' runs compiled CPU kernels"):
+        dispatch.resolve("native", torch.zeros(1, device="meta"))
 
 
 def test_dispatch_runs_the_chosen_backend():
     plan = cg_plan((1, 1), (1,), 1)
     x, y, _, _ = operands(plan, torch.complex128, 2)
     want = cg_product_reference(x, y, plan)
-    for name in ("torch", "triton"):
+    for name in ("torch", "native", "triton"):
         close(dispatch.cg_product(x, y, plan, backend=name), want, 1e-12)
+
+
+def test_native_and_torch_backends_run_different_code(monkeypatch):
+    """The named backends are real choices: only 'native' calls the compiled kernels."""
+    from so3net.kernels import native
+    calls = []
+    real_forward = native.forward
+    monkeypatch.setattr(native, "forward", lambda *a, **k: calls.append(1) or real_forward(*a, **k))
+    plan = cg_plan((2, 2), (2, 2), 1)
+    x, y, _, _ = operands(plan, torch.float64 if plan.basis == "real" else torch.complex128, 5)
+    want = cg_product_reference(x, y, plan)
+    close(dispatch.cg_product(x, y, plan, backend="torch"), want, 1e-12)
+    assert not calls
+    close(dispatch.cg_product(x, y, plan, backend="native"), want, 1e-12)
+    assert calls
 
 
 def test_triton_on_cpu_without_interpreter_raises(monkeypatch):

@@ -139,4 +139,7 @@ def test_square_and_hand_made_plans(dtype):
 def test_dispatch_sends_cuda_tensors_to_triton():
     x = torch.zeros(1, 1, device="cuda")
     assert dispatch.resolve(None, x) is triton_ops()
-    assert dispatch.resolve("torch", x) is torch_cg
+    assert dispatch.resolve("torch", x) is torch_cg.TORCH
+    assert dispatch.backend(device="cuda") == "triton"
+    with pytest.raises(RuntimeError, match="backend 'native' runs compiled CPU kernels"):
+        dispatch.resolve("native", x)

@@ -181,7 +181,7 @@ def test_errors_say_what_was_expected():
     v = random_parts((1, 1))
     with pytest.raises(ValueError, match="k >= 1"):
         CGpower(v, 0)
-    with pytest.raises(ValueError, match=r"shape \(b..., 3, 1\)"):
+    with pytest.raises(ValueError, match=r"part l=1 expects shape \(b..., 3, n\)"):
         CGpower({0: v[0], 1: v[1][..., :2, :]}, 2)
     with pytest.raises(ValueError, match="not all 0"):
         power_program((0, 0), (2,))

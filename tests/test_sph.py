@@ -147,6 +147,13 @@ def test_backward_through_an_empty_batch():
     (lambda: spherical_harmonics(-1, torch.ones(4, 3)), ValueError, "non-negative integer"),
     (lambda: spherical_harmonics_all(1.5, torch.ones(4, 3)), ValueError, "non-negative integer"),
     (lambda: solid_harmonics(2, [1.0, 2.0, 3.0]), TypeError, "got list"),
+    # |r|^2 overflow used to give Y^0 only and zeros for l > 0, and NaN counted as the origin
+    (lambda: spherical_harmonics(1, torch.tensor([[1.0, 0, 0], [1e160, 2e160, 0]], dtype=torch.float64)),
+     ValueError, r"vector \(1,\) = \[1e\+160, 2e\+160, 0.0\].*overflows float64.*\|r\| < 1.3e\+154"),
+    (lambda: spherical_harmonics_all(2, torch.tensor([[[0.0, 3e19, 0]]])), ValueError,
+     r"vector \(0, 0\).*overflows float32"),
+    (lambda: spherical_harmonics(0, torch.tensor([[0.0, float("nan"), 1]])), ValueError,
+     r"vector \(0,\).*not finite"),
 ])
 def test_errors(call, error, message):
     with pytest.raises(error, match=message):

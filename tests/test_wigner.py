@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from so3net.cg import cg_block
 from so3net.sph import spherical_harmonics
+from so3net.types import SO3vec
 from so3net.wigner import (cartesian_to_spherical, euler_to_matrix, matrix_to_euler, matrix_to_quaternion,
                            quaternion_to_matrix, random_rotation, rotation_y, rotation_z, wigner_D,
                            wigner_D_from_matrix, wigner_d)
@@ -164,3 +165,28 @@ def test_errors():
         quaternion_to_matrix(torch.ones(3))
     with pytest.raises(ValueError, match="non-negative integer"):
         wigner_d(1.5, 0.3)
+
+
+@pytest.mark.parametrize("name, matrix, words", [
+    ("reflection", torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)), ["det", "-1"]),
+    ("scaled", 2 * torch.eye(3, dtype=torch.float64), ["orthogonal", "R^T R"]),
+    ("sheared", torch.tensor([[1.0, 0.3, 0], [0, 1, 0], [0, 0, 1]], dtype=torch.float64), ["orthogonal"]),
+    ("not finite", torch.full((3, 3), float("nan"), dtype=torch.float64), ["finite"]),
+])
+def test_only_rotations_are_accepted(name, matrix, words):
+    """A reflection used to give the identity D; every non-rotation now raises, naming the matrix."""
+    R = random_rotation(4, generator=torch.Generator().manual_seed(0))
+    R[2] = matrix
+    for call in (lambda: wigner_D_from_matrix(1, R), lambda: SO3vec.randn(4, (1, 1)).rotate(R)):
+        with pytest.raises(ValueError, match=r"rotation matrices") as info:
+            call()
+        for word in [*words, "index (2,)", "det R = +1"]:
+            assert word in str(info.value)
+
+
+def test_rotations_within_float32_round_off_are_accepted():
+    R = random_rotation(50, generator=torch.Generator().manual_seed(1), dtype=torch.float32)
+    R = R @ R @ R                                           # round-off of a few float32 products
+    D = wigner_D_from_matrix(2, R)
+    x = SO3vec.randn(50, (1, 1, 1), dtype=torch.complex64)
+    assert x.rotate(R).parts[2].shape == (50, 5, 1) and torch.isfinite(D.real).all()

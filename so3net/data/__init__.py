@@ -4,7 +4,7 @@
 Imports numpy and torch only (ase lazily, for XYZ files).
 """
 from .batching import Batch, batch_indices, collate, iterate_batches
-from .dataset import Molecule, MolecularDataset
+from .dataset import COINCIDENT, Molecule, MolecularDataset
 from .errors import DataFormatError
 from .load import DEFAULT_DATASET, SHIPPED, load, shipped_path
 from .neighbors import radius_graph
@@ -15,7 +15,7 @@ from .units import ENERGY_UNITS, LENGTH_UNITS, convert_energy, energy_factor, le
 from .xyz import read_extxyz
 
 __all__ = [
-    "Batch", "batch_indices", "collate", "iterate_batches", "Molecule", "MolecularDataset",
+    "Batch", "batch_indices", "collate", "iterate_batches", "COINCIDENT", "Molecule", "MolecularDataset",
     "DataFormatError", "DEFAULT_DATASET", "SHIPPED", "load", "shipped_path", "radius_graph",
     "read_md17", "read_rmd17", "ATOM_REFERENCE", "read_qm9_xyz", "read_qm9pack",
     "uncharacterized_indices", "Split", "md17_split", "paper_split", "qm9_split", "random_split",

@@ -7,6 +7,32 @@ from .splits import Split, random_split
 from .units import canonical_unit, energy_factor, length_factor
 
 
+#: atoms of one molecule closer than this (in the data's length unit) are refused as coincident:
+#: far below any bond, and the radial bases diverge (r^-p) where two atoms share a position
+COINCIDENT = 1e-3
+
+
+def first_close_pair(positions, counts, tol=COINCIDENT):
+    """``(molecule, a, b, distance)`` of the first molecule with two atoms a < b (numbered within the
+    molecule) closer than ``tol``, or None. Molecules of one size are compared in vectorised chunks."""
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    found = None
+    for n in np.unique(counts):
+        if n < 2:
+            continue
+        mols = np.flatnonzero(counts == n)
+        for chunk in np.array_split(mols, -(-len(mols) * n * n // 2_000_000)):
+            p = positions[offsets[chunk][:, None] + np.arange(n)]                        # (k, n, 3)
+            diff = p[:, :, None] - p[:, None]
+            d2 = np.einsum("kabx,kabx->kab", diff, diff) + np.diag(np.full(n, np.inf))
+            hits = np.argwhere(d2 < tol * tol)
+            if len(hits) and (found is None or chunk[hits[0, 0]] < found[0]):
+                k, a, b = hits[0]
+                found = (int(chunk[k]), int(a), int(b), float(np.sqrt(d2[k, a, b])))
+                break
+    return found
+
+
 class Molecule(NamedTuple):
     """One molecule: positions (n, 3), species (n,), energy (float or None), forces (n, 3) or None."""
     positions: np.ndarray
@@ -74,6 +100,12 @@ class MolecularDataset:
                 mol = np.searchsorted(self.offsets, bad, side="right") - 1 if per_atom else bad
                 raise ValueError(f"MolecularDataset: {label} of molecule {mol} (id {self.ids[mol]}) "
                                  "is not finite")
+        close = first_close_pair(self.positions, self.counts)
+        if close is not None:
+            mol, a, b, d = close
+            raise ValueError(f"MolecularDataset: molecule {mol} (id {self.ids[mol]}): atoms {a} and {b} are "
+                             f"{d:.2g} apart; expected distinct positions (at least {COINCIDENT} "
+                             f"{self.units['length']} apart)")
 
     @classmethod
     def from_molecules(cls, molecules, *, units, name=""):

@@ -49,10 +49,21 @@ def _is_gdb9_xyz(path):
 def load(source, **options):
     """Read a dataset; ``source`` is a shipped name, ``"qm9"``, or a path. ``options`` go to the
     reader (e.g. ``target="U0"`` for QM9, ``energy_unit="kcal/mol"`` for extended XYZ).
+    Content that :class:`MolecularDataset` refuses (e.g. coincident atoms) raises a
+    :class:`DataFormatError` naming the file.
 
     Supported: {formats}.
     """
     source = os.fspath(source)
+    try:
+        return _load(source, options)
+    except ValueError as err:
+        if isinstance(err, DataFormatError) or not str(err).startswith("MolecularDataset: "):
+            raise
+        raise DataFormatError(source, None, str(err).removeprefix("MolecularDataset: ")) from None
+
+
+def _load(source, options):
     fixed_layout = source in SHIPPED or source.lower().endswith(".npz")
     if fixed_layout and options:
         raise TypeError(f"the .npz readers take no options, got {sorted(options)}")

@@ -24,7 +24,7 @@ from functools import cache, lru_cache
 import numpy as np
 import torch
 
-from ..types import SO3vec
+from ..types import SO3type, SO3vec
 from ..wigner import matrix_to_euler, wigner_D, wigner_d
 from ._dtable import wigner_d_rows
 from ._sphere_plan import TINY, sphere_plan
@@ -45,9 +45,9 @@ def sphere_forward(values: torch.Tensor, grid: SphereGrid, lmax: int):
     _check_lmax(lmax, grid)
     batch, x = _flatten_values(values, grid, "sphere_forward")
     if x.shape[0] == 0:  # MKL's FFT rejects empty batches
-        return _sphere_vec(x.new_zeros(0, _total(lmax, False), dtype=complex_dtype(x.dtype)), batch, lmax)
+        return _vec(x.new_zeros(0, _total(lmax, False), dtype=complex_dtype(x.dtype)), batch, lmax, False)
     flat = sphere_plan(grid, lmax, real_dtype(x.dtype), x.device).forward(x)
-    return _sphere_vec(flat, batch, lmax)
+    return _vec(flat, batch, lmax, False)
 
 
 def sphere_inverse(coeffs, grid: SphereGrid, real: bool = False) -> torch.Tensor:
@@ -58,7 +58,7 @@ def sphere_inverse(coeffs, grid: SphereGrid, real: bool = False) -> torch.Tensor
     :mod:`so3net.fourier._sphere_plan`).
     """
     _check_grid(grid, SphereGrid, "sphere_inverse")
-    batch, flat, lmax = _join_sphere(coeffs, grid)
+    batch, flat, lmax = _join(coeffs, grid, group=False)
     if flat.shape[0] == 0:
         return flat.new_zeros(*batch, grid.size, dtype=flat.real.dtype if real else flat.dtype)
     plan = sphere_plan(grid, lmax, real_dtype(flat.dtype), flat.device)
@@ -74,11 +74,11 @@ def so3_forward(values: torch.Tensor, grid: SO3Grid, lmax: int):
     batch, x = _flatten_values(values, grid, "so3_forward")
     if x.shape[0] == 0:
         empty = x.new_zeros(0, _total(lmax, True), dtype=complex_dtype(x.dtype))
-        return _unchecked_vec(_split(empty, batch, lmax, True))
+        return _vec(empty, batch, lmax, True)
     g = torch.fft.ifft2(x.reshape(-1, *grid.shape).to(complex_dtype(x.dtype)), dim=(1, 3))
     g = g.permute(1, 3, 2, 0).reshape(-1, grid.shape[1], g.shape[0])  # (alpha * gamma, beta, b)
     flat = _so3_stage(grid, lmax, real_dtype(x.dtype), x.device).forward(g)
-    return _unchecked_vec(_split(flat, batch, lmax, group=True))
+    return _vec(flat, batch, lmax, group=True)
 
 
 def so3_inverse(coeffs, grid: SO3Grid) -> torch.Tensor:
@@ -195,51 +195,28 @@ def _total(lmax: int, group: bool) -> int:
     return (lmax + 1) * (2 * lmax + 1) * (2 * lmax + 3) // 3 if group else (lmax + 1) ** 2
 
 
-def _split(flat: torch.Tensor, batch, lmax: int, group: bool) -> dict[int, torch.Tensor]:
-    """Flat ``(b, total)`` coefficients -> parts ``(*batch, 2l+1, n)`` (views of one buffer)."""
-    n = [2 * l + 1 if group else 1 for l in range(lmax + 1)]
-    chunks = flat.split([(2 * l + 1) * n[l] for l in range(lmax + 1)], -1)
-    return {l: c.reshape(*batch, 2 * l + 1, n[l]) for l, c in enumerate(chunks)}
-
-
-def _sphere_vec(flat: torch.Tensor, batch, lmax: int) -> SO3vec:
-    """Flat ``(b, (lmax+1)²)`` sphere coefficients -> SO3vec of parts ``(*batch, 2l+1, 1)``, views
-    of ``flat`` made by one ``split_with_sizes`` (``Tensor.split`` adds a slow Python layer)."""
-    packed = flat if flat.shape[:-1] == batch else flat.view(*batch, flat.shape[-1])
-    parts = packed.unsqueeze(-1).split_with_sizes(_odd(lmax), -2)
-    return _unchecked_vec(dict(enumerate(parts)), packed)
+def _vec(flat: torch.Tensor, batch, lmax: int, group: bool) -> SO3vec:
+    """Flat ``(b, total)`` coefficients -> the SO3vec stored in them, type (1, 3, 5, ...) for group
+    coefficients or (1, ..., 1) for sphere coefficients (valid by construction: no per-part checks,
+    which cost more than a small transform)."""
+    packed = flat if flat.shape[:-1] == batch else flat.reshape(*batch, flat.shape[-1])
+    return SO3vec._wrap(packed, _coeff_type(lmax, group), "complex")
 
 
 @cache
-def _odd(lmax: int) -> list[int]:
-    return [2 * l + 1 for l in range(lmax + 1)]
-
-
-def _unchecked_vec(parts: dict[int, torch.Tensor], packed: torch.Tensor | None = None) -> SO3vec:
-    """An SO3vec of parts that are valid by construction (complex basis, l = 0..L in order, one
-    batch shape, dtype and device), as ``SO3vec(parts)`` or, given the packed tensor the parts
-    are views of, ``SO3vec.from_packed(packed, tau)`` would make it. Skips their per-part checks,
-    which cost more than a whole transform at small bandwidths. Pinned against those
-    constructors by the tests."""
-    return SO3vec._from_trusted(parts, "complex", packed)
-
-
-def _join_sphere(coeffs, grid):
-    """``_join`` for sphere coefficients, without per-part work when an SO3vec has one fragment
-    per l (its packed layout is the flat layout)."""
-    if isinstance(coeffs, SO3vec) and coeffs.basis == "complex":
-        parts = list(coeffs.parts.values())
-        if all(p.shape[-1] == 1 for p in parts):
-            lmax = len(parts) - 1
-            _check_lmax(lmax, grid)
-            flat = coeffs.packed().reshape(-1, _total(lmax, False))   # the source itself when it has one
-            return coeffs.batch, (flat if flat.is_complex() else flat.to(complex_dtype(flat.dtype))), lmax
-    return _join(coeffs, grid, group=False)
+def _coeff_type(lmax: int, group: bool) -> SO3type:
+    return SO3type(2 * l + 1 if group else 1 for l in range(lmax + 1))
 
 
 def _join(coeffs, grid, group: bool):
-    """Flatten parts to ``(b, total)`` complex in the stage's layout (missing degrees are zero)."""
+    """Flatten coefficients to ``(b, total)`` complex in the stage's layout (missing degrees are zero); an
+    SO3vec of the coefficient type gives its packed tensor itself."""
     fn = "so3_inverse" if group else "sphere_inverse"
+    if isinstance(coeffs, SO3vec) and coeffs.basis == "complex" and coeffs.tau == _coeff_type(coeffs.maxl, group):
+        lmax = coeffs.maxl                           # the packed layout is the flat layout: no copy
+        _check_lmax(lmax, grid)
+        flat = coeffs.packed().reshape(-1, _total(lmax, group)).resolve_conj().resolve_neg()
+        return coeffs.batch, flat, lmax
     parts = parts_of(coeffs, f"{fn} coefficients")
     lmax = max(parts)
     _check_lmax(lmax, grid)

@@ -5,11 +5,22 @@ backend=None)`` and ``message_passing_product(edge, node, src, dst, plan, weight
 num_nodes=None, backend=None)`` evaluate a compiled plan (:mod:`so3net.plan`) on packed tensors
 and are differentiable by torch autograd to any order.
 
-Backend choice, most specific first: the per-call ``backend=``, then the innermost
-``with backend(...)`` block, then :func:`set_backend`, then automatic — CUDA tensors go to
-``"triton"``, CPU tensors to ``"torch"`` (the twin). ``"triton"`` on CPU tensors runs the Triton
-interpreter, which needs ``TRITON_INTERPRET=1`` set before triton is first imported; otherwise it
-raises. A backend that cannot run raises a ``RuntimeError`` saying why; nothing falls back silently.
+Backends (``BACKENDS``):
+
+- ``"native"``: compiled C kernels on CPU tensors (:mod:`.native`, built with the system's C
+  compiler on first use) for the plans they cover, the torch ops for the rest;
+- ``"torch"``: torch ops only (the twin, :mod:`.torch_cg`), any device; the float64 oracle's peer;
+- ``"triton"``: the fused Triton kernels, CUDA tensors (on CPU tensors only under the Triton
+  interpreter, which needs ``TRITON_INTERPRET=1`` set before triton is first imported).
+
+Choice, most specific first: the per-call ``backend=``, then the innermost ``with backend(...)``
+block, then :func:`set_backend`, then automatic — CUDA tensors go to ``"triton"``; CPU tensors to
+``"native"``, or to ``"torch"`` with one warning saying why when the kernels cannot be built. The
+environment variable ``SO3NET_CPU_KERNELS`` = ``auto`` (default) | ``native`` | ``torch`` overrides
+the automatic CPU choice (``native`` then raises if the kernels cannot be built). ``backend()``
+with no argument answers which backend CPU tensors get now (``backend(device="cuda")``: CUDA
+tensors). A backend that cannot run raises a ``RuntimeError`` saying why; nothing falls back
+silently.
 """
 from __future__ import annotations
 
@@ -25,9 +36,10 @@ from ..plan import CGPlan
 __all__ = ["BACKENDS", "set_backend", "get_backend", "backend", "resolve", "cg_product", "weighted_product",
            "message_passing_product"]
 
-BACKENDS = ("torch", "triton")
+BACKENDS = ("torch", "native", "triton")
 _state = threading.local()
 _default: list[str | None] = [None]
+_ASK = object()
 
 
 def _check_name(name: str | None) -> str | None:
@@ -37,20 +49,18 @@ def _check_name(name: str | None) -> str | None:
 
 
 def set_backend(name: str | None) -> None:
-    """Set the process-wide backend (``"torch"``, ``"triton"``, or ``None`` for automatic)."""
+    """Set the process-wide backend (``"torch"``, ``"native"``, ``"triton"``, or ``None`` for automatic)."""
     _default[0] = _check_name(name)
 
 
 def get_backend() -> str | None:
-    """The backend in force for calls without ``backend=`` (``None``: automatic by device)."""
+    """The backend set for calls without ``backend=`` (``None``: automatic by device)."""
     stack = getattr(_state, "stack", [])
     return stack[-1] if stack else _default[0]
 
 
 @contextlib.contextmanager
-def backend(name: str | None):
-    """Use ``name`` for the CG products inside the ``with`` block (this thread only)."""
-    _check_name(name)
+def _using(name: str | None):
     stack = _state.__dict__.setdefault("stack", [])
     stack.append(name)
     try:
@@ -59,16 +69,40 @@ def backend(name: str | None):
         stack.pop()
 
 
+def backend(name=_ASK, *, device="cpu"):
+    """``with backend(name):`` uses ``name`` for the CG products inside the block (this thread only;
+    ``None``: automatic). ``backend()`` answers the backend that tensors on ``device`` get now
+    (``"native"``, ``"torch"`` or ``"triton"``), e.g. to print it."""
+    if name is _ASK:
+        return _choose(None, torch.device(device))
+    return _using(_check_name(name))
+
+
+def _choose(name: str | None, device: torch.device) -> str:
+    name = _check_name(name) or get_backend()
+    if name is not None:
+        return name
+    if device.type == "cuda":
+        return "triton"
+    from . import native
+    return "native" if native.library() is not None else "torch"
+
+
 def resolve(name: str | None, like: torch.Tensor):
-    """The engine module of backend ``name`` (or the automatic choice) for tensors like ``like``."""
-    name = _check_name(name) or get_backend() or ("triton" if like.device.type == "cuda" else "torch")
-    if name == "torch":
-        from . import torch_cg
-        return torch_cg
+    """The engine of backend ``name`` (or the choice in force) for tensors like ``like``."""
+    from . import torch_cg
+    chosen = _choose(name, like.device)
+    if chosen == "torch":
+        return torch_cg.TORCH
+    if chosen == "native":
+        if like.device.type != "cpu":
+            raise RuntimeError(f"backend 'native' runs compiled CPU kernels; the tensors are on {like.device}. "
+                               f"Use 'triton' (CUDA) or 'torch'.")
+        return torch_cg.NATIVE
     if like.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         raise RuntimeError("backend 'triton' needs CUDA tensors; on CPU tensors it runs only under the Triton "
                            "interpreter (set TRITON_INTERPRET=1 before triton is first imported). "
-                           "Use backend='torch' for CPU tensors.")
+                           "Use backend 'native' or 'torch' for CPU tensors.")
     try:
         module = importlib.import_module(".triton_ops", __package__)
     except ImportError as err:

@@ -14,15 +14,28 @@ large outputs of the CG products; the tensor is an ordinary torch tensor.
 The advice is a hint: where the platform has no ``madvise`` (not Linux) or the kernel has
 transparent huge pages switched off, the tensor is the same and only the page faults differ;
 :func:`huge_pages_available` says which case holds.
+
+Recycling: even on huge pages, a fresh mapping costs the kernel zeroing every page (about half of
+a product's forward time on the development VM). So large CPU outputs come from a small pool of
+anonymous mappings (:class:`_Pool`, at most :func:`pool_limit` bytes, 1 GiB by default): a tensor
+is made on a mapping with ``torch.frombuffer``, which holds a reference to it for as long as any
+tensor uses that storage; a mapping that nothing references any more is handed out again (its
+pages already mapped), the least recently used ones beyond the limit are unmapped. The tensors
+are ordinary CPU tensors with non-resizable storage (``resize_`` to a larger size raises, as for
+any tensor made from a buffer). ``set_pool_limit(0)`` (or ``SO3NET_POOL_BYTES=0``) turns the
+pool off; the tests pin that values never depend on it.
 """
 from __future__ import annotations
 
 import ctypes
+import mmap
+import os
 import sys
+import threading
 
 import torch
 
-__all__ = ["empty", "huge_pages_available", "HUGE_PAGE_MIN_BYTES"]
+__all__ = ["empty", "huge_pages_available", "HUGE_PAGE_MIN_BYTES", "pool_limit", "set_pool_limit", "pool_bytes"]
 
 HUGE_PAGE_MIN_BYTES = 8 << 20          # smaller outputs: glibc soon reuses freed memory without new faults
                                        # (advising heap memory between this and 32 MB is harmless)
@@ -69,6 +82,116 @@ def advise_huge_pages(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+class _Pool:
+    """Anonymous mappings for large CPU tensors, handed out again once no tensor uses them.
+
+    Each entry is ``[mapping, memoryview]``; tensors are made from the memoryview, and torch keeps a
+    reference to it for as long as any tensor uses that storage, so an entry is free exactly when
+    the pool holds the only reference (``sys.getrefcount(entry[1]) == 2``: the entry and the call's
+    argument)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.entries, self.lock = limit, [], threading.Lock()   # least recently used first
+
+    @staticmethod
+    def _free(entry: list) -> bool:
+        return sys.getrefcount(entry[1]) == 2
+
+    def _held(self) -> int:
+        return sum(len(e[0]) for e in self.entries)
+
+    def _trim(self, room: int) -> None:
+        """Unmap unused entries, oldest first, until ``room`` more bytes fit within the limit."""
+        for entry in list(self.entries):
+            if self._held() + room <= self.limit:
+                return
+            if self._free(entry):
+                self.entries.remove(entry)
+                entry[1].release()
+                entry[0].close()
+
+    def take(self, nbytes: int) -> memoryview | None:
+        """A memoryview of a mapping of at least ``nbytes`` (at most twice that) that no tensor
+        uses, or of a new one; ``None`` when the pool is off or cannot make room within its limit."""
+        if self.limit <= 0:
+            if self.entries:                # left from before the pool was turned off: unmap the unused
+                with self.lock:
+                    self._trim(0)
+            return None
+        with self.lock:
+            for entry in self.entries:
+                if nbytes <= len(entry[0]) <= 2 * nbytes and self._free(entry):
+                    self.entries.remove(entry)
+                    self.entries.append(entry)
+                    return entry[1]
+            size = (nbytes + _PAGE - 1) & ~(_PAGE - 1)
+            self._trim(size)
+            if self._held() + size > self.limit:
+                return None
+            m = mmap.mmap(-1, size)
+            if _madvise is not None:
+                _madvise(_address(m), size, _MADV_HUGEPAGE)
+            self.entries.append([m, memoryview(m)])
+            return self.entries[-1][1]
+
+    def set_limit(self, nbytes: int) -> None:
+        with self.lock:
+            self.limit = nbytes
+            self._trim(0)
+
+    def bytes(self) -> int:
+        with self.lock:
+            return self._held()
+
+
+def _address(m: mmap.mmap) -> int:
+    """The start address of a mapping (the temporary export is released before returning)."""
+    view = (ctypes.c_char * 1).from_buffer(m)
+    try:
+        return ctypes.addressof(view)
+    finally:
+        del view
+
+
+def _limit_from_environment() -> int:
+    value = os.environ.get("SO3NET_POOL_BYTES", "").strip()
+    if not value:
+        return 1 << 30
+    if not value.isdigit():
+        raise ValueError(f"SO3NET_POOL_BYTES must be a number of bytes (0 turns the pool off), got {value!r}")
+    return int(value)
+
+
+_POOL = _Pool(_limit_from_environment())
+
+
+def pool_limit() -> int:
+    """The most bytes the pool of recycled CPU mappings may hold (0: off)."""
+    return _POOL.limit
+
+
+def set_pool_limit(nbytes: int) -> None:
+    """Change the pool's limit; 0 turns it off (mappings in use stay valid; unused ones are unmapped)."""
+    if not isinstance(nbytes, int) or nbytes < 0:
+        raise ValueError(f"the pool limit is a number of bytes >= 0, got {nbytes!r}")
+    _POOL.set_limit(nbytes)
+
+
+def pool_bytes() -> int:
+    """Bytes held by the pool now (in use or waiting for reuse)."""
+    return _POOL.bytes()
+
+
 def empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``torch.empty(shape)``; on the CPU and from :data:`HUGE_PAGE_MIN_BYTES` on huge pages."""
+    """``torch.empty(shape)``; on the CPU and from :data:`HUGE_PAGE_MIN_BYTES` on, on recycled
+    mappings advised onto huge pages (module docstring)."""
+    device = torch.device(device)
+    numel = 1
+    for s in shape:
+        numel *= s
+    nbytes = numel * dtype.itemsize
+    if device.type == "cpu" and nbytes >= HUGE_PAGE_MIN_BYTES:
+        view = _POOL.take(nbytes)
+        if view is not None:
+            return torch.frombuffer(view, dtype=dtype, count=numel).view(*shape)
     return advise_huge_pages(torch.empty(*shape, dtype=dtype, device=device))

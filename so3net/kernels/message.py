@@ -29,8 +29,8 @@ Entry points: :func:`channelwise_product` (row-wise, e.g. the CG square of
 :func:`channelwise_square_plan`), :func:`padded_message_product` (edges in the padded slot layout)
 and :func:`message_passing_product` (the edge-list contract of
 :func:`so3net.kernels.dispatch.message_passing_product`, unweighted). :func:`strategy` says which
-evaluation the backend in force selects: this one under the torch backend (the CPU path), the
-Triton kernels' fused products under the triton backend (CUDA). The torch twin and Triton kernels
+evaluation the backend in force selects: this one under the CPU backends ("native", "torch"), the
+Triton kernels' fused products under "triton" (CUDA). The torch twin and Triton kernels
 evaluate the same plans per edge; tests compare them in float64.
 """
 from __future__ import annotations
@@ -43,8 +43,7 @@ import numpy as np
 import torch
 
 from ..plan import CGPlan, Path, cg_plan
-from . import torch_cg
-from .dispatch import resolve
+from . import dispatch
 
 __all__ = ["uniform_channels", "channelwise_square_plan", "OuterContraction", "outer_contraction", "Neighbours",
            "batched_matmul", "strategy", "channelwise_product", "padded_message_product", "message_passing_product"]
@@ -52,11 +51,14 @@ __all__ = ["uniform_channels", "channelwise_square_plan", "OuterContraction", "o
 
 def strategy(like: torch.Tensor, backend: str | None = None) -> str:
     """How channel-wise products on tensors like ``like`` are evaluated under the backend in force
-    (:func:`so3net.kernels.dispatch.resolve`: per-call ``backend``, ``with backend(...)``,
-    ``set_backend``, else by device): ``"outer"`` (this module) for the torch backend, the CPU
-    path; ``"fused"`` for the triton backend, whose kernels evaluate the plan per row and per edge
-    with no per-edge intermediate (the outer strategy's dense batched matmuls would not be)."""
-    return "outer" if resolve(backend, like) is torch_cg else "fused"
+    (``backend``, else :func:`so3net.kernels.dispatch.backend` for their device): ``"outer"`` (this
+    module) under the CPU backends ("native", "torch"); ``"fused"`` under "triton", whose kernels
+    evaluate the plan per row and per edge with no per-edge intermediate (the outer strategy's
+    dense batched matmuls would not be)."""
+    name = backend or dispatch.backend(device=like.device)
+    if name not in dispatch.BACKENDS:
+        raise ValueError(f"backend must be one of {dispatch.BACKENDS}, got {name!r}")
+    return "fused" if name == "triton" else "outer"
 
 
 def uniform_channels(tau) -> int:

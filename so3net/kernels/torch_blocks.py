@@ -229,11 +229,12 @@ def gradient_pair(px, py, gz: torch.Tensor, y: torch.Tensor, x: torch.Tensor):
     return gx, gy
 
 
-def block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype):
+def block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype, mode: str | None = None):
     """The whole-plan program of ``plan`` for tensors of ``dtype`` on ``device`` if it is a product
     or one of its backward plans: a :class:`CompiledProgram` on the CPU when the compiled kernels
-    are in force and take it, a :class:`BlockProgram` for uniform full products, else ``None``."""
-    return _block_program(plan, device, dtype, native.mode())
+    are in force (``mode``, default the environment's :func:`.native.mode`) and take it, a
+    :class:`BlockProgram` for uniform full products, else ``None``."""
+    return _block_program(plan, device, dtype, mode or native.mode())
 
 
 @lru_cache(maxsize=1024)
@@ -242,7 +243,7 @@ def _block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype, mode:
     if found is None:
         return None
     forward, role = found
-    lib = native.library() if device.type == "cpu" else None
+    lib = native.library(mode) if device.type == "cpu" and mode != "torch" else None
     if lib is not None:
         tables = _compiled_tables(forward)
         if tables is not None:
@@ -254,15 +255,16 @@ def _block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype, mode:
     return BlockProgram(layout, role, forward, device, real)
 
 
-def pair_programs(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, dtype: torch.dtype):
+def pair_programs(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, dtype: torch.dtype,
+                  mode: str | None = None):
     """``(px, py)`` when ``plan_x``/``plan_y`` are the two backward plans of one product with a
     whole-plan program (then :func:`gradient_pair` applies), else ``None``."""
-    return _pair_programs(plan_x, plan_y, device, dtype, native.mode())
+    return _pair_programs(plan_x, plan_y, device, dtype, mode or native.mode())
 
 
 @lru_cache(maxsize=1024)
 def _pair_programs(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, dtype: torch.dtype, mode: str):
-    px, py = block_program(plan_x, device, dtype), block_program(plan_y, device, dtype)
+    px, py = block_program(plan_x, device, dtype, mode), block_program(plan_y, device, dtype, mode)
     if px is None or py is None or (px.role, py.role) != ("x", "y") or px.forward != py.forward \
             or type(px) is not type(py):
         return None

@@ -17,7 +17,6 @@ intermediate). ``cg_product_reference`` loops over paths and nonzero CG terms: t
 """
 from __future__ import annotations
 
-import sys
 from functools import lru_cache
 
 import numpy as np
@@ -32,9 +31,7 @@ from .torch_blocks import block_program, gradient_pair, pair_programs
 from .torch_paths import entry_program, path_program
 
 __all__ = ["cg_product", "weighted_product", "message_passing_product", "cg_product_reference",
-           "bilinear", "bilinear_pair", "weight_grad"]
-
-_ENGINE = sys.modules[__name__]
+           "bilinear", "bilinear_pair", "weight_grad", "Engine", "TORCH", "NATIVE"]
 
 
 def _part(v: torch.Tensor, offsets: tuple[int, ...], tau: tuple[int, ...], l: int) -> torch.Tensor:
@@ -78,10 +75,11 @@ def _out(z: torch.Tensor, conj_out: bool) -> torch.Tensor:
     return z.conj_physical_() if conj_out and z.is_complex() else z
 
 
-def _rowwise(plan: CGPlan, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+def _rowwise(plan: CGPlan, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None,
+             mode: str | None = None) -> torch.Tensor:
     n = a.shape[0]
     b = _right(plan, b)
-    whole = block_program(plan, a.device, a.dtype) if w is None and n else None
+    whole = block_program(plan, a.device, a.dtype, mode) if w is None and n else None
     if whole is not None:
         return whole(a, b)
     accumulate, steps = _program(plan, a.device, _real(a), w is not None)
@@ -105,25 +103,27 @@ def _rowwise(plan: CGPlan, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | N
     return z
 
 
-def bilinear(plan: CGPlan, rows: RowMap | None, a, b, w, conj_out: bool) -> torch.Tensor:
-    """Engine evaluation ``o(P(a, c(b), w))`` (see :mod:`.autograd`)."""
+def bilinear(plan: CGPlan, rows: RowMap | None, a, b, w, conj_out: bool, mode: str | None = None) -> torch.Tensor:
+    """Engine evaluation ``o(P(a, c(b), w))`` (see :mod:`.autograd`); ``mode``: the CPU kernels
+    (:class:`Engine`)."""
     if rows is None:
-        z = _rowwise(plan, a, b, w)
+        z = _rowwise(plan, a, b, w, mode)
     else:
         msgs = _rowwise(plan, a.index_select(0, rows.left), b.index_select(0, rows.right),
-                        None if w is None else w.index_select(0, rows.weight))
+                        None if w is None else w.index_select(0, rows.weight), mode)
         z = memory.empty(rows.n_out, plan.dim_out, dtype=msgs.dtype, device=msgs.device).zero_()
         z.index_add_(0, rows.out, msgs)
     return _out(z, conj_out)
 
 
-def bilinear_pair(plan_a: CGPlan, conj_a: bool, plan_b: CGPlan, conj_b: bool, gz, b, a):
+def bilinear_pair(plan_a: CGPlan, conj_a: bool, plan_b: CGPlan, conj_b: bool, gz, b, a, mode: str | None = None):
     """``(bilinear(plan_a, None, gz, b, None, conj_a), bilinear(plan_b, None, gz, a, None, conj_b))``:
     the two input gradients of a product. When the product has whole-plan programs both come from
     one pass over ``gz`` (:func:`.torch_blocks.gradient_pair`)."""
-    pair = pair_programs(plan_a, plan_b, gz.device, gz.dtype) if gz.shape[0] else None
+    pair = pair_programs(plan_a, plan_b, gz.device, gz.dtype, mode) if gz.shape[0] else None
     if pair is None:
-        return bilinear(plan_a, None, gz, b, None, conj_a), bilinear(plan_b, None, gz, a, None, conj_b)
+        return (bilinear(plan_a, None, gz, b, None, conj_a, mode),
+                bilinear(plan_b, None, gz, a, None, conj_b, mode))
     ga, gb = gradient_pair(*pair, gz, _right(plan_a, b), _right(plan_b, a))
     return _out(ga, conj_a), _out(gb, conj_b)
 
@@ -160,23 +160,51 @@ def weight_grad(plan: CGPlan, rows: RowMap | None, g, a, b, conj_g: bool) -> tor
     return per.new_zeros(rows.n_weight, plan.num_weights).index_add_(0, rows.weight, per)
 
 
-# ---------------------------------------------------------------------------------- public API
-def cg_product(x: torch.Tensor, y: torch.Tensor, plan: CGPlan) -> torch.Tensor:
-    """Evaluate ``plan`` on packed ``x`` and ``y``; returns packed ``z (B, plan.dim_out)``."""
-    return product(_ENGINE, plan, x, y)
+# ---------------------------------------------------------------------------------- engines, public API
+class Engine:
+    """The torch twin as an engine (:mod:`.autograd`) with its CPU kernels fixed by ``mode``:
+    ``"native"`` (the compiled kernels of :mod:`.native` evaluate every plan they cover; raises when
+    they cannot be built), ``"torch"`` (torch ops only), or ``None`` (``SO3NET_CPU_KERNELS``, read at
+    each call). The backward passes of a product run with the engine of its forward."""
+
+    def __init__(self, name: str, mode: str | None):
+        self.name, self.mode = name, mode
+
+    def __repr__(self) -> str:
+        return f"torch_cg.Engine({self.name!r})"
+
+    def bilinear(self, plan, rows, a, b, w, conj_out):
+        return bilinear(plan, rows, a, b, w, conj_out, self.mode)
+
+    def bilinear_pair(self, plan_a, conj_a, plan_b, conj_b, gz, b, a):
+        return bilinear_pair(plan_a, conj_a, plan_b, conj_b, gz, b, a, self.mode)
+
+    def weight_grad(self, plan, rows, g, a, b, conj_g):
+        return weight_grad(plan, rows, g, a, b, conj_g)
+
+    def cg_product(self, x: torch.Tensor, y: torch.Tensor, plan: CGPlan) -> torch.Tensor:
+        """Evaluate ``plan`` on packed ``x`` and ``y``; returns packed ``z (B, plan.dim_out)``."""
+        return product(self, plan, x, y)
+
+    def weighted_product(self, x: torch.Tensor, y: torch.Tensor, plan: CGPlan, weights: torch.Tensor | None = None):
+        """``plan`` with real per-sample weights ``(B, plan.num_weights)`` (entry k of path p uses
+        column ``plan.weight_offsets[p] + k``); ``weights=None`` is :meth:`cg_product`."""
+        return product(self, plan, x, y, weights)
+
+    def message_passing_product(self, edge: torch.Tensor, node: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                                plan: CGPlan, weights: torch.Tensor | None = None, num_nodes: int | None = None):
+        """``out[i] = sum_{e: dst[e] = i} P(edge[e], node[src[e]], weights[e])``, packed
+        ``(num_nodes, plan.dim_out)``; ``num_nodes`` defaults to ``node.shape[0]``."""
+        return message_product(self, plan, edge, node, src, dst, weights, num_nodes)
 
 
-def weighted_product(x: torch.Tensor, y: torch.Tensor, plan: CGPlan, weights: torch.Tensor | None = None):
-    """``plan`` with real per-sample weights ``(B, plan.num_weights)`` (entry k of path p uses
-    column ``plan.weight_offsets[p] + k``); ``weights=None`` is :func:`cg_product`."""
-    return product(_ENGINE, plan, x, y, weights)
+TORCH = Engine("torch", "torch")            # backend "torch": torch ops on any device
+NATIVE = Engine("native", "native")         # backend "native": compiled CPU kernels
+_ENGINE = Engine("environment", None)       # the module functions below: SO3NET_CPU_KERNELS decides
 
-
-def message_passing_product(edge: torch.Tensor, node: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
-                            plan: CGPlan, weights: torch.Tensor | None = None, num_nodes: int | None = None):
-    """``out[i] = sum_{e: dst[e] = i} P(edge[e], node[src[e]], weights[e])``, packed
-    ``(num_nodes, plan.dim_out)``; ``num_nodes`` defaults to ``node.shape[0]``."""
-    return message_product(_ENGINE, plan, edge, node, src, dst, weights, num_nodes)
+cg_product = _ENGINE.cg_product
+weighted_product = _ENGINE.weighted_product
+message_passing_product = _ENGINE.message_passing_product
 
 
 def cg_product_reference(x: torch.Tensor, y: torch.Tensor, plan: CGPlan,

@@ -23,6 +23,7 @@ from torch import nn
 from ..data.neighbors import radius_graph
 from ..nn import (AtomMLP, BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, RadPolyTrig, SoftCutoff,
                   edge_harmonics, edge_operand, edge_vectors, invariants, num_invariants, pair_dots, smooth_switch)
+from ..nn.positions import check_finite_positions, check_separation
 from ..nn.radial import SOFT_MODES
 from ..types import SO3vec
 
@@ -161,6 +162,7 @@ class Cormorant(nn.Module):
                              f"convert one of them (model.to(torch.float64) or positions.to({self.dtype}))")
         if species.shape != (N,) or batch.shape != (N,):
             raise ValueError(f"species and batch must have shape ({N},), got {tuple(species.shape)} and {tuple(batch.shape)}")
+        check_finite_positions(positions, batch)
 
     # ------------------------------------------------------------------ forward
     def neighbours(self, positions: torch.Tensor, batch: torch.Tensor) -> Neighbours:
@@ -174,6 +176,7 @@ class Cormorant(nn.Module):
         cfg, C = self.config, self.config.num_channels
         nbrs = self.neighbours(positions, batch)
         vec, r = edge_vectors(nbrs, positions, far=2 * cfg.hard_cut_rad + 1)
+        check_separation(r, nbrs, batch)
         harmonics = edge_harmonics(vec, cfg.max_sh)
         hard = smooth_switch(r, cfg.hard_cut_rad - cfg.hard_cut_switch, cfg.hard_cut_rad)
         x = torch.view_as_complex(self.embed(self.atom_scalars(species)).reshape(-1, C, 2))

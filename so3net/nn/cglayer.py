@@ -98,7 +98,7 @@ class CGLayer(nn.Module):
         """Atom features ``x`` (batch (N,), type ``tau_in``); ``edge``: :func:`edge_operand` of the
         edge scalars and harmonics over the slots of ``nbrs``; ``sources``: ``nbrs.sources(x.packed(),
         C)`` when already formed -> type ``tau_out``. The products follow
-        :func:`so3net.kernels.message.strategy`: the outer strategy under the torch backend, the
+        :func:`so3net.kernels.message.strategy`: the outer strategy under the CPU backends, the
         kernels' fused products (Triton) under the triton backend."""
         xp = x.packed()
         if strategy(xp) == "outer":

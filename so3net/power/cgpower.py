@@ -22,34 +22,7 @@ from ..graph.so3ops import oplus, plan_product, take
 from ..types import SO3vec
 from .program import power_program
 
-__all__ = ["CGpower", "pack_parts", "unpack_parts"]
-
-
-def pack_parts(parts: dict[int, torch.Tensor], tau: tuple[int, ...]) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """Pack ``{l: (b..., 2l+1, n)}`` into ``(B, dim)`` (see :mod:`so3net.plan`); returns the batch shape."""
-    batch, flat = None, []
-    for l, n in enumerate(tau):
-        if n == 0:
-            continue
-        part = parts[l]
-        if part.dim() < 2 or part.shape[-2:] != (2 * l + 1, n):
-            raise ValueError(f"part l={l} must have shape (b..., {2 * l + 1}, {n}), got {tuple(part.shape)}")
-        if batch is None:
-            batch = tuple(part.shape[:-2])
-        elif tuple(part.shape[:-2]) != batch:
-            raise ValueError(f"all parts need one batch shape; got {batch} and {tuple(part.shape[:-2])} at l={l}")
-        flat.append(part.reshape(-1, (2 * l + 1) * n))
-    return torch.cat(flat, 1), batch
-
-
-def unpack_parts(x: torch.Tensor, tau: tuple[int, ...], batch: tuple[int, ...]) -> dict[int, torch.Tensor]:
-    """Inverse of :func:`pack_parts`: every l of tau gets a part, zero counts included."""
-    parts, offset = {}, 0
-    for l, n in enumerate(tau):
-        size = (2 * l + 1) * n
-        parts[l] = x[:, offset:offset + size].reshape(*batch, 2 * l + 1, n)
-        offset += size
-    return parts
+__all__ = ["CGpower"]
 
 
 def _check_k(k) -> None:
@@ -94,12 +67,11 @@ def CGpower(v, k: int, maxl: int | None = None):
     if isinstance(v, SO3vec):
         program = power_program(tuple(v.tau), (k,), maxl, v.basis)
         x = v.packed().reshape(-1, program.plans[0].dim2 if program.plans else v.tau.dim)
-        out = program(x)[0].reshape(*v.batch, -1)
-        return SO3vec.from_packed(out, program.out_type(k), basis=v.basis)
+        tau = program.out_type(k)
+        out = program(x)[0].reshape(*v.batch, sum((2 * l + 1) * n for l, n in enumerate(tau)))
+        return SO3vec.from_packed(out, tau, basis=v.basis)
     if not isinstance(v, dict):
         raise TypeError(f"CGpower expects an SO3vec, a Variable holding one, or a dict of parts, "
                         f"got {type(v).__name__}")
-    tau = _dict_type(v)
-    program = power_program(tau, (k,), maxl)
-    x, batch = pack_parts(v, tau)
-    return unpack_parts(program(x)[0], program.out_type(k), batch)
+    _dict_type(v)
+    return dict(CGpower(SO3vec(v), k, maxl).parts)

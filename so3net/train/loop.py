@@ -30,6 +30,7 @@ import torch.distributed as dist
 
 from ..data import batch_indices, iterate_batches, load
 from ..models import Cormorant
+from .checkpoint import check_resume_settings, check_writable, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .potential import Potential, fit_energy_reference
 from .report import append_csv, evaluate, plot_learning_curve, write_csv, write_json
@@ -98,15 +99,14 @@ class Trainer:
         state = {"potential": self.potential.to_checkpoint(), "optimizer": self.optimizer.state_dict(),
                  "epoch": self.epoch, "steps": self.steps, "elapsed": self.elapsed(), "history": self.history,
                  "best": self.best, "config": self.cfg.to_dict(), "torch_rng": torch.get_rng_state()}
-        tmp = self.path(CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path(CHECKPOINT))  # a kill mid-write leaves the previous checkpoint intact
+        save_checkpoint(state, self.path(CHECKPOINT))  # atomic: a kill or failure keeps the previous one
 
     def restore(self) -> None:
         path = self.path(CHECKPOINT)
         if not os.path.exists(path):
             raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-        state = torch.load(path, map_location=self.cfg.device, weights_only=False)
+        state = load_checkpoint(path, map_location=self.cfg.device)
+        check_resume_settings(path, state["config"], self.cfg.to_dict())
         self.potential.model.load_state_dict(state["potential"]["model_state"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.steps, self.history, self.best = state["epoch"], state["steps"], state["history"], state["best"]
@@ -184,7 +184,7 @@ class Trainer:
         """Train until ``epochs`` or ``time_limit``; return the test metrics of the best model."""
         cfg = self.cfg
         if self.rank == 0:
-            os.makedirs(cfg.run_dir, exist_ok=True)
+            check_writable(cfg.run_dir)   # fail now, not after the first epoch
         self.session_start = time.time()
         if resume:
             self.restore()
@@ -211,7 +211,7 @@ class Trainer:
     def _record(self, row: dict, score: float) -> None:
         if score < self.best:
             self.best = score
-            torch.save(self.potential.to_checkpoint(), self.path(BEST))
+            save_checkpoint(self.potential.to_checkpoint(), self.path(BEST))
         self.save()
         append_csv(self.path("metrics.csv"), row)
         if time.time() - self.plotted > PLOT_EVERY:  # drawing costs ~1 s: live plot, not every tiny epoch

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..models import Cormorant
+from .checkpoint import load_checkpoint
 
 __all__ = ["Potential", "fit_energy_reference"]
 
@@ -64,7 +65,7 @@ class Potential(torch.nn.Module):
 
     @classmethod
     def load(cls, path, device="cpu") -> "Potential":
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = load_checkpoint(path, map_location=device)   # verified: a damaged file raises, naming it
         if "potential" in state:
             state = state["potential"]
         return cls.from_checkpoint(state, device)

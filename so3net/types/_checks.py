@@ -120,3 +120,15 @@ def fill_part(fill: str, batch: tuple[int, ...], l: int, n: int, dtype: torch.dt
     if fill == "identity":
         return torch.eye(2 * l + 1, n, dtype=dtype, device=device).expand(shape).clone()
     raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
+
+
+def check_target_dtype(args: tuple, kwargs: dict, basis: str) -> None:
+    """The dtype a ``Tensor.to``-style call asks for must suit ``basis`` (checked before casting)."""
+    dtype = kwargs.get("dtype")
+    for a in args:
+        if isinstance(a, torch.dtype):
+            dtype = a
+        elif isinstance(a, torch.Tensor):
+            dtype = a.dtype
+    if dtype is not None:
+        check_dtype(dtype, basis)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import (batch_tuple, broadcast_batch, check_basis, check_degree, check_part_tensor, check_same_storage,
-                      fill_part, resolve_dtype)
+                      check_target_dtype, fill_part, resolve_dtype)
 from ._basis import convert_part
 from ._format import dtype_name, format_samples, part_block
 from .rotation import check_block, check_rotation, rotation_block
@@ -100,10 +100,13 @@ class SO3part:
         return SO3part(data, self.basis)
 
     # ----------------------------------------------------------------- transport
-    def to(self, device=None, dtype=None) -> "SO3part":
-        if dtype is not None:
-            resolve_dtype(dtype, self.basis)
-        return self._new(self.data.to(device=device, dtype=dtype))
+    def to(self, *args, **kwargs) -> "SO3part":
+        """As ``torch.Tensor.to`` (a dtype, a device, both, a tensor or another SO3part to match,
+        keywords); the dtype must suit the basis."""
+        args = tuple(a.data if isinstance(a, SO3part) else a for a in args)
+        check_target_dtype(args, kwargs, self.basis)
+        t = self.data.to(*args, **kwargs)
+        return self if t is self.data else self._new(t)
 
     def to_basis(self, basis: str, dtype: torch.dtype | None = None) -> "SO3part":
         """The same part in ``basis`` ("complex" or "real"; :mod:`so3net.basis`): complex -> real
@@ -124,6 +127,12 @@ class SO3part:
     def requires_grad_(self, flag: bool = True) -> "SO3part":
         self.data.requires_grad_(flag)
         return self
+
+    @property
+    def grad(self) -> "SO3part | None":
+        """``data.grad`` as an SO3part (``None`` before a backward pass reaches it)."""
+        g = self.data.grad
+        return None if g is None else self._new(g)
 
     # ----------------------------------------------------------------- arithmetic
     def _check_other(self, other, op: str) -> "SO3part":

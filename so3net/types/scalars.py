@@ -155,7 +155,8 @@ def scalar_factor(s, batch: tuple[int, ...], dtype: torch.dtype, device) -> torc
         raise TypeError(f"cannot multiply real data ({dtype}) by a complex tensor ({s.dtype})")
     real = dtype.to_real() if dtype.is_complex else dtype
     if s.dtype not in (dtype, real):
-        raise TypeError(f"scalar dtype {s.dtype} does not match the data: expected {dtype} or {real}")
+        expected = f"{dtype} or {real}" if real != dtype else f"{dtype}"
+        raise TypeError(f"scalar dtype {s.dtype} does not match the data: expected {expected}")
     if s.device != torch.device(device):
         raise ValueError(f"scalar is on {s.device} but the data is on {device}")
     try:

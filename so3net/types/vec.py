@@ -1,11 +1,13 @@
 """``SO3vec``: an SO(3)-covariant vector, the parts l = 0..L of one common batch shape.
 
-``v.parts`` is a dict ``l -> tensor (b..., 2l+1, tau[l])`` with every l = 0..L present (a part with
-zero fragments is stored as an empty tensor); ``v.tau`` is its ``SO3type``. Layout, dtypes and
-the group action are those of :class:`so3net.types.part.SO3part`.
-
-Packed layout (shared with the kernels, :mod:`so3net.plan`): ``v.packed()`` is ``(b..., dim)``
-with part l flattened row-major from ``(2l+1, tau[l])`` at offset ``sum_{l'<l} (2l'+1) tau[l']``.
+Storage: one packed tensor ``v.packed()`` of shape ``(b..., dim)`` (shared with the kernels,
+:mod:`so3net.plan`): part l flattened row-major from ``(2l+1, tau[l])`` at offset
+``sum_{l'<l} (2l'+1) tau[l']``. ``v.parts`` maps every l = 0..L to a view ``(b..., 2l+1, tau[l])``
+of it (a part with zero fragments is an empty view), all made by one ``torch.split``: per-part
+code reads the packed storage without copying, and the backward of any mix of per-part uses writes
+the packed gradient once. Products, arithmetic, ``rotate`` and the Fourier transforms read and
+write packed tensors. ``v.tau`` is its ``SO3type``. Layout, dtypes and the group action are those
+of :class:`so3net.types.part.SO3part`.
 
 Constructors::
 
@@ -20,39 +22,125 @@ import numbers
 
 import torch
 
-from ._checks import (batch_tuple, broadcast_batch, check_basis, check_part_tensor, check_same_storage,
-                      fill_part, resolve_dtype)
+from ._checks import (batch_tuple, broadcast_batch, check_basis, check_dtype, check_part_tensor,
+                      check_same_storage, check_target_dtype, fill_part, resolve_dtype)
 from ._basis import convert_part
 from ._format import dtype_name, format_samples, part_block
+from ._split import split_packed
 from .part import SO3part, check_weight
 from .rotation import check_block, check_rotation, rotation_block
 from .scalars import scalar_factor
 from .sotype import SO3type
 
-__all__ = ["SO3vec"]
+__all__ = ["SO3vec", "PartViews"]
+
+
+class PartViews(dict):
+    """``SO3vec.parts``: ``l -> (b..., 2l+1, tau[l])``, views of the vector's packed tensor made by one
+    split (so the backward of any mix of per-part uses writes the packed gradient once). In-place
+    changes of a part change the vector, except where the vector records gradients: torch forbids
+    in-place changes of the outputs of a multi-output view there, as for ``torch.split`` (use
+    out-of-place ops, or assign). Assigning ``v.parts[l] = t`` packs the vector anew with ``t`` as
+    part l (a copy). Parts cannot be removed or added."""
+
+    __slots__ = ("_owner",)
+
+    def __setitem__(self, l, t):
+        self._owner._set_part(l, t)
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("SO3vec parts cover l = 0..L and cannot be removed or added in bulk; "
+                        "assign one part (v.parts[l] = t) or build a new SO3vec")
+
+    __delitem__ = pop = popitem = clear = update = setdefault = __ior__ = _refuse
+
+    def __reduce__(self):
+        return dict, (dict(self),)
 
 
 class SO3vec:
-    """Parts l = 0..L of one batch shape, dtype, device and basis (see the module docstring)."""
+    """Parts l = 0..L of one batch shape, dtype, device and basis, stored as one packed tensor
+    (see the module docstring)."""
 
-    __slots__ = ("parts", "basis", "_source")
+    __slots__ = ("_packed", "_tau", "_parts", "basis")
 
     def __init__(self, arg, fill: str | None = None, *, batch=None, dtype=None, device=None,
                  basis: str | None = None, generator: torch.Generator | None = None):
-        self._source = None               # (packed tensor, its part views) when built from_packed
         if isinstance(arg, SO3vec):
-            arg, basis = dict(arg.parts), basis or arg.basis
+            if fill is not None:
+                raise ValueError("fill applies to SO3vec(tau, fill=...); an SO3vec was given")
+            if basis is not None and basis != arg.basis:
+                raise ValueError(f"SO3vec(v, basis={basis!r}) of a vector in the {arg.basis} basis: "
+                                 f"use v.to_basis({basis!r}) to convert")
+            extra = [k for k, v in (("batch", batch), ("dtype", dtype), ("device", device),
+                                    ("generator", generator)) if v is not None]
+            if extra:
+                raise ValueError(f"SO3vec(v) of an SO3vec takes no {', '.join(extra)}: use v.to(...) or "
+                                 f"v.expand-style products to change them")
+            self._set(arg.packed(), arg._tau, arg.basis)
+            return
         if isinstance(arg, dict) or (isinstance(arg, (list, tuple)) and arg and
                                      all(isinstance(p, (torch.Tensor, SO3part)) for p in arg)):
             if fill is not None:
                 raise ValueError("fill applies to SO3vec(tau, fill=...); parts were given")
-            self.parts, self.basis = _from_parts(arg, basis)
+            parts, basis = _from_parts(arg, basis)
+            self._set(_pack(parts), SO3type(p.shape[-1] for p in parts.values()), basis)
             return
         basis = check_basis(basis or "complex")
         tau, dtype = SO3type(arg), resolve_dtype(dtype, basis)
         b = batch_tuple(batch)
-        self.parts = {l: fill_part(fill or "zero", b, l, n, dtype, device, generator) for l, n in enumerate(tau)}
-        self.basis = basis
+        parts = {l: fill_part(fill or "zero", b, l, n, dtype, device, generator) for l, n in enumerate(tau)}
+        self._set(_pack(parts, b), tau, basis)
+
+    def _set(self, packed: torch.Tensor, tau: SO3type, basis: str) -> None:
+        """Store ``packed (b..., tau.dim)``; the part views are made on first use of :attr:`parts`."""
+        self._packed, self._tau, self.basis, self._parts = packed, tau, basis, None
+
+    def _views(self) -> PartViews:
+        """The part views, made once (one split) so that every per-part use shares one autograd node.
+        A packed tensor that requires gradients is split with gradients recorded even when the first
+        use is under ``torch.no_grad()`` or inference mode (printing, logging a norm), so later
+        per-part losses still reach it."""
+        current = self._parts
+        if current is None or (self._packed.requires_grad and current[0].grad_fn is None):
+            sizes = [(2 * l + 1) * n for l, n in enumerate(self._tau)]      # (or made before requires_grad)
+            if self._packed.requires_grad and not torch.is_grad_enabled():
+                with torch.inference_mode(False), torch.enable_grad():
+                    pieces = split_packed(self._packed, sizes)
+            else:
+                pieces = split_packed(self._packed, sizes)
+            views = PartViews((l, piece.unflatten(-1, (2 * l + 1, n)))
+                              for (l, n), piece in zip(enumerate(self._tau), pieces))
+            views._owner = self
+            if self._parts is current:     # another thread may have made them meanwhile: keep those
+                self._parts = views
+        return self._parts
+
+    def _has_leaf_parts(self) -> bool:
+        """Whether :meth:`requires_grad_` made the part views the leaves (see :meth:`packed`)."""
+        parts = self._parts
+        return (parts is not None and not self._packed.requires_grad
+                and any(p.requires_grad for p in parts.values()))
+
+    # ----------------------------------------------------------------- copying and pickling
+    def __getstate__(self):
+        leaf = self._has_leaf_parts()
+        return {"packed": self._packed.detach() if leaf else self._packed, "tau": tuple(self._tau),
+                "basis": self.basis, "leaf_parts": leaf}
+
+    def __setstate__(self, state):
+        self._set(state["packed"], SO3type(state["tau"]), state["basis"])
+        if state["leaf_parts"]:
+            self.requires_grad_()
+
+    def __copy__(self) -> "SO3vec":
+        """A vector sharing this one's packed tensor and part views (``copy.copy``)."""
+        vec = SO3vec._wrap(self._packed, self._tau, self.basis)
+        if self._parts is not None:
+            views = PartViews(self._parts)
+            views._owner = vec
+            vec._parts = views
+        return vec
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -82,97 +170,116 @@ class SO3vec:
 
     @classmethod
     def from_packed(cls, t: torch.Tensor, tau, basis: str = "complex") -> "SO3vec":
-        """From the packed layout ``(b..., dim)`` (see the module docstring). The parts are views of
-        ``t`` when it is contiguous, and the vector keeps ``t`` for :meth:`packed`."""
+        """The vector whose packed tensor is ``t (b..., dim)`` (see the module docstring): no copy,
+        the parts are views of ``t`` and ``v.packed() is t``."""
         tau = SO3type(tau)
         if not isinstance(t, torch.Tensor) or t.dim() < 1 or t.shape[-1] != tau.dim:
             shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"packed SO3vec of type {tau} expects shape (b..., {tau.dim}), got {shape}")
-        batch, parts, start = tuple(t.shape[:-1]), {}, 0
-        for l, n in enumerate(tau):
-            size = (2 * l + 1) * n
-            parts[l] = t[..., start:start + size].reshape(*batch, 2 * l + 1, n)
-            start += size
-        vec = cls(parts, basis=basis)
-        vec._keep_source(t)
-        return vec
+        check_dtype(t.dtype, check_basis(basis))
+        return cls._wrap(t, tau, basis)
 
     @classmethod
-    def _from_trusted(cls, parts: dict, basis: str, source: torch.Tensor | None = None) -> "SO3vec":
-        """Internal constructor for parts valid by construction (l = 0..L in order, one batch shape,
-        dtype and device, a checked basis): no per-part checks. ``source``: the packed tensor the
-        parts are views of, kept for :meth:`packed` as :meth:`from_packed` does."""
+    def _wrap(cls, t: torch.Tensor, tau: SO3type, basis: str) -> "SO3vec":
+        """Internal :meth:`from_packed` for arguments valid by construction (no checks)."""
         vec = cls.__new__(cls)
-        vec.parts, vec.basis, vec._source = parts, basis, None
-        if source is not None:
-            vec._keep_source(source)
+        vec._set(t, tau, basis)
         return vec
 
-    def _keep_source(self, t: torch.Tensor) -> None:
-        """Remember ``t`` for :meth:`packed` when it is contiguous (then the parts are its views)."""
-        if t.is_contiguous():
-            parts = tuple(self.parts.values())
-            self._source = (t, parts, tuple(p.data_ptr() for p in parts))
+    def _set_part(self, l, t) -> None:
+        if not isinstance(l, numbers.Integral) or not 0 <= l <= self.maxl:
+            raise IndexError(f"SO3vec of type {self.tau} has parts l = 0..{self.maxl}, got {l!r}")
+        parts = dict(self._views())
+        parts[int(l)] = t.data if isinstance(t, SO3part) else t
+        parts, basis = _from_parts(parts, self.basis)
+        self._set(_pack(parts), SO3type(p.shape[-1] for p in parts.values()), basis)
 
     # ----------------------------------------------------------------- properties
     @property
+    def parts(self) -> PartViews:
+        """``l -> (b..., 2l+1, tau[l])`` for l = 0..L: views of :meth:`packed` (see :class:`PartViews`)."""
+        return self._views()
+
+    @property
     def tau(self) -> SO3type:
-        return SO3type(p.shape[-1] for p in self.parts.values())
+        return self._tau
 
     @property
     def maxl(self) -> int:
-        return len(self.parts) - 1
+        return len(self._tau) - 1
 
     @property
     def batch(self) -> tuple[int, ...]:
-        return tuple(self.parts[0].shape[:-2])
+        return tuple(self._packed.shape[:-1])
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.parts[0].dtype
+        return self._packed.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.parts[0].device
+        return self._packed.device
 
     @property
     def requires_grad(self) -> bool:
-        return any(p.requires_grad for p in self.parts.values())
+        t = self._packed
+        return t.requires_grad or (self._parts is not None and any(p.requires_grad for p in self._parts.values()))
+
+    @property
+    def grad(self) -> "SO3vec | None":
+        """The gradient accumulated by ``backward()`` in a vector made ``requires_grad_()`` (an SO3vec
+        of the same type; when its parts are the leaves, ``v.parts[l].grad`` holds part l of it), or
+        ``None`` (no backward yet, or a vector computed from others, which keeps no ``.grad``)."""
+        if not self._packed.is_leaf:
+            return None                     # the result of differentiable operations keeps no .grad
+        g = self._packed.grad
+        if g is None:
+            grads = [p.grad for p in self._views().values()]
+            if all(p is None for p in grads):
+                return None
+            g = _pack({l: torch.zeros_like(p) if q is None else q
+                       for (l, p), q in zip(self._views().items(), grads)}, self.batch)
+        return SO3vec._wrap(g, self._tau, self.basis)
 
     def __getitem__(self, l: int) -> SO3part:
         """Part of degree ``l`` as an ``SO3part`` (a view of the same tensor)."""
         if not isinstance(l, numbers.Integral) or not 0 <= l <= self.maxl:
             raise IndexError(f"SO3vec of type {self.tau} has parts l = 0..{self.maxl}, got {l!r}")
-        return SO3part(self.parts[int(l)], self.basis)
+        return SO3part(self._views()[int(l)], self.basis)
 
     def __len__(self) -> int:
-        return len(self.parts)
+        return len(self._tau)
 
     def packed(self) -> torch.Tensor:
-        """The packed layout ``(b..., dim)``. Like ``torch.reshape`` it may share memory with the
-        parts: a vector made by :meth:`from_packed` (every product's output) whose parts are still
-        those views, with their storage and ``requires_grad``, returns that tensor (no copy, and no
-        full-size zero gradient per part in backward); otherwise the parts are concatenated.
-        Clone the result before modifying it in place."""
-        if self._source is not None and self._source_is_current():
-            return self._source[0]
-        return torch.cat([p.reshape(*self.batch, p.shape[-2] * p.shape[-1]) for p in self.parts.values()], -1)
+        """The packed tensor ``(b..., dim)`` the vector is stored in (no copy; see the module
+        docstring). Its parts are views of it, so modifying it in place modifies them.
 
-    def _source_is_current(self) -> bool:
-        source, views, pointers = self._source
-        parts = tuple(self.parts.values())
-        return (len(views) == len(parts) and all(a is b for a, b in zip(views, parts))
-                and all(p.data_ptr() == q and p.requires_grad == source.requires_grad
-                        for p, q in zip(parts, pointers)))
+        One exception keeps torch's leaf semantics: when parts were made leaves that require
+        gradients one by one (``v.parts[l].requires_grad_()`` on a vector that did not require
+        them), the result is their concatenation, so that gradients reach those parts."""
+        if torch.is_grad_enabled() and self._has_leaf_parts():
+            return _pack(self._parts, self.batch)
+        return self._packed
 
     def _map(self, fn) -> "SO3vec":
-        return SO3vec({l: fn(l, p) for l, p in self.parts.items()}, basis=self.basis)
+        """A vector of the same basis from ``fn(l, part)`` for every l (packed anew: one copy)."""
+        parts = {l: fn(l, p) for l, p in self._views().items()}
+        return SO3vec._wrap(_pack(parts), SO3type(p.shape[-1] for p in parts.values()), self.basis)
 
-    # ----------------------------------------------------------------- transport
-    def to(self, device=None, dtype=None) -> "SO3vec":
-        if dtype is not None:
-            resolve_dtype(dtype, self.basis)
-        return self._map(lambda l, p: p.to(device=device, dtype=dtype))
+    def _same(self, t: torch.Tensor) -> "SO3vec":
+        """The vector of this type and basis stored in ``t`` (an elementwise function of packed())."""
+        return SO3vec._wrap(t, self._tau, self.basis)
+
+    # ----------------------------------------------------------------- transport (torch conventions)
+    def to(self, *args, **kwargs) -> "SO3vec":
+        """As ``torch.Tensor.to``: ``v.to(torch.complex128)``, ``v.to("cuda")``, ``v.to(device, dtype)``,
+        ``v.to(other_tensor)`` (or another SO3vec/SO3part), ``v.to(device=..., dtype=...)``; the dtype
+        must suit the basis (complex in the complex basis, real or complex in the real basis)."""
+        args = tuple(a.packed() if isinstance(a, SO3vec) else a.data if isinstance(a, SO3part) else a
+                     for a in args)
+        check_target_dtype(args, kwargs, self.basis)
+        t = self.packed().to(*args, **kwargs)
+        return self if t is self._packed else self._same(t)
 
     def to_basis(self, basis: str, dtype: torch.dtype | None = None) -> "SO3vec":
         """The same vector in ``basis`` ("complex" or "real"), part by part as
@@ -180,17 +287,39 @@ class SO3vec:
         check_basis(basis)
         if dtype is not None:
             resolve_dtype(dtype, basis)
-        return SO3vec({l: convert_part(p, l, self.basis, basis, dtype) for l, p in self.parts.items()},
-                      basis=basis)
+        parts = {l: convert_part(p, l, self.basis, basis, dtype) for l, p in self._views().items()}
+        return SO3vec._wrap(_pack(parts, self.batch), self._tau, basis)
 
     def detach(self) -> "SO3vec":
-        return self._map(lambda l, p: p.detach())
+        """As ``torch.Tensor.detach``: the same storage, no gradient history."""
+        return self._same(self._packed.detach())
 
     def clone(self) -> "SO3vec":
-        return self._map(lambda l, p: p.clone())
+        return self._same(self.packed().clone())
+
+    def contiguous(self) -> "SO3vec":
+        t = self.packed()
+        c = t.contiguous()
+        return self if c is self._packed else self._same(c)
 
     def requires_grad_(self, flag: bool = True) -> "SO3vec":
-        for p in self.parts.values():
+        """As ``torch.Tensor.requires_grad_``. On a vector whose packed tensor is a leaf that does not
+        require gradients (one made by a constructor or ``from_packed`` of such a tensor) the parts
+        become the leaves, as separate tensors are in torch: ``backward()`` fills
+        ``v.parts[l].grad`` (and :attr:`grad`), ``torch.autograd.grad`` takes them as inputs, and an
+        optimiser may update them in place; :meth:`packed` then concatenates them (a copy of the
+        input, never of a product's output). A vector that is already the result of
+        differentiable operations keeps its graph (``flag=False`` raises there, as in torch)."""
+        t = self._packed
+        if t.requires_grad:
+            if not flag and t.grad_fn is not None:
+                raise RuntimeError("requires_grad_(False) on an SO3vec computed from tensors that require "
+                                   "gradients: use v.detach() instead")
+            if t.grad_fn is None:
+                t.requires_grad_(flag)
+                self._set(t, self._tau, self.basis)
+            return self
+        for p in self._views().values():
             p.requires_grad_(flag)
         return self
 
@@ -206,14 +335,14 @@ class SO3vec:
 
     def __add__(self, other) -> "SO3vec":
         other = self._check_other(other, "+")
-        return self._map(lambda l, p: p + other.parts[l])
+        return self._same(self.packed() + other.packed())
 
     def __sub__(self, other) -> "SO3vec":
         other = self._check_other(other, "-")
-        return self._map(lambda l, p: p - other.parts[l])
+        return self._same(self.packed() - other.packed())
 
     def __neg__(self) -> "SO3vec":
-        return self._map(lambda l, p: -p)
+        return self._same(-self.packed())
 
     def __mul__(self, s) -> "SO3vec":
         """``v * W`` with W a dict ``l -> (n_in, n_out)`` or a list by l: mix fragments per l (the
@@ -223,8 +352,7 @@ class SO3vec:
             return self.mix(s)
         if isinstance(s, SO3vec):
             raise TypeError("SO3vec * SO3vec is not defined; use CGproduct, DiagCGproduct or CGsquare")
-        factor = scalar_factor(s, self.batch, self.dtype, self.device)
-        return self._map(lambda l, p: p * factor)
+        return self._same(self.packed() * _packed_factor(scalar_factor(s, self.batch, self.dtype, self.device)))
 
     def __rmul__(self, s) -> "SO3vec":
         if isinstance(s, (dict, list, tuple)):
@@ -232,8 +360,7 @@ class SO3vec:
         return self.__mul__(s)
 
     def __truediv__(self, s) -> "SO3vec":
-        factor = scalar_factor(s, self.batch, self.dtype, self.device)
-        return self._map(lambda l, p: p / factor)
+        return self._same(self.packed() / _packed_factor(scalar_factor(s, self.batch, self.dtype, self.device)))
 
     def mix(self, W) -> "SO3vec":
         """Per-l fragment mixing ``F^l @ W[l]``, W a dict or a list indexed by l with a matrix
@@ -257,7 +384,8 @@ class SO3vec:
 
     def conj(self) -> "SO3vec":
         """Elementwise complex conjugate of every part (the identity on real data)."""
-        return self._map(lambda l, p: p.conj().resolve_conj() if p.is_complex() else p)
+        t = self.packed()
+        return self._same(t.conj().resolve_conj()) if t.is_complex() else self
 
     def fragments(self, index: dict) -> "SO3vec":
         """Select fragments per l: ``index`` maps l to a slice, an int list or an index tensor; parts
@@ -339,7 +467,7 @@ def cat(vecs) -> "SO3vec | SO3part":
     for l in range(max(v.maxl for v in vecs) + 1):
         pieces = [v.parts[l] for v in vecs if l in v.parts]
         parts[l] = torch.cat([p.expand(*batch, *p.shape[-2:]) for p in pieces], -1)
-    return SO3vec(parts, basis=first.basis)
+    return SO3vec._wrap(_pack(parts, batch), SO3type(p.shape[-1] for p in parts.values()), first.basis)
 
 
 oplus = cat
@@ -377,3 +505,20 @@ def _from_parts(arg, basis: str | None) -> tuple[dict[int, torch.Tensor], str]:
     batch = first.shape[:-2]
     return {l: tensors[l] if l in tensors else first.new_zeros(*batch, 2 * l + 1, 0)
             for l in range(max(tensors) + 1)}, basis
+
+
+def _pack(parts: dict, batch: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Parts ``l -> (b..., 2l+1, n)`` (l = 0..L in order) packed into ``(b..., dim)``: one copy;
+    batch shapes broadcast (to ``batch`` when given)."""
+    tensors = list(parts.values())
+    if batch is None:
+        batch = ()
+        for p in tensors:
+            batch = broadcast_batch(batch, tuple(p.shape[:-2]), "SO3vec parts")
+    return torch.cat([p.expand(*batch, *p.shape[-2:]).reshape(*batch, p.shape[-2] * p.shape[-1])
+                      for p in tensors], -1)
+
+
+def _packed_factor(factor):
+    """A scalar factor shaped for parts ``(..., 1, 1)`` (or a number) reshaped for ``(..., dim)``."""
+    return factor[..., 0] if isinstance(factor, torch.Tensor) else factor

@@ -18,6 +18,7 @@ import ctypes
 
 import torch
 
+from .. import memory
 from .build import MODES, library, mode, status
 from .layout import SUFFIX, Tables, ZipTables, tables
 
@@ -29,8 +30,12 @@ def _ptr(t: torch.Tensor | None):
 
 
 def _dense(t: torch.Tensor | None) -> torch.Tensor | None:
-    """Row-major storage the kernels can read (lazy conjugation and negation are applied here)."""
-    return None if t is None else t.resolve_conj().resolve_neg().contiguous()
+    """Row-major storage the kernels can read (lazy conjugation and negation are applied here). A
+    copy (an expanded gradient of a sum, a conjugate view) goes to a fresh tensor advised onto
+    huge pages when large (:func:`..memory.empty`)."""
+    if t is None or (t.is_contiguous() and not t.is_conj() and not t.is_neg()):
+        return t
+    return memory.empty(*t.shape, dtype=t.dtype, device=t.device).copy_(t)
 
 
 def _function(lib, tables, name: str, dtype: torch.dtype):

@@ -3,7 +3,11 @@
 The sources are compiled on first use with the system C compiler (``cc``, or ``$CC`` split like a
 shell would; ``-O3 -march=native -fopenmp``) into ``~/.cache/so3net/native`` (or
 ``$SO3NET_CACHE_DIR/native``), keyed by the sources, the flags, the compiler and the CPU, loaded
-with ctypes, and their table layout checked against :mod:`.layout`'s structures.
+with ctypes, and their table layout checked against :mod:`.layout`'s structures. A build records
+the SHA-256 of its library in ``full_cg-<key>.sha256`` (``sha256sum`` format, written atomically
+after the library, which is named by its checksum); a cached library is loaded only when it
+matches that record, and otherwise rebuilt with a warning (a truncated library gave SIGBUS on
+load, a flipped byte crashes or wrong results).
 ``SO3NET_CPU_KERNELS`` = ``auto`` (default: compiled kernels when a compiler is there; otherwise
 a warning, once, says why and the torch path runs), ``native`` (compiled kernels or a
 ``RuntimeError`` that says why) or ``torch`` (never compile).
@@ -80,9 +84,10 @@ def _build() -> Path:
     key = hashlib.sha256("\0".join([*(f.read_text() for f in _SOURCES), _DRIVER, " ".join(_FLAGS), version,
                                     _cpu_signature()]).encode()).hexdigest()[:20]
     cache = _cache_dir()
-    target = cache / f"full_cg-{key}.so"
-    if target.exists():
-        return target
+    record = cache / f"full_cg-{key}.sha256"
+    verified = _verified(record)
+    if verified is not None:
+        return verified
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         driver = Path(tmp) / "driver.c"
@@ -97,8 +102,46 @@ def _build() -> Path:
         if run.returncode != 0:
             raise RuntimeError(f"compiling {_SOURCE.name} and {_SOURCES[1].name} with {' '.join(cc)} failed:\n"
                                f"{run.stderr.strip()}")
-        os.replace(built, target)          # atomic: concurrent builders agree
+        digest = _sha256(built)
+        target = cache / f"full_cg-{key}-{digest[:16]}.so"
+        os.replace(built, target)          # atomic, and named by its content: concurrent builders agree
+        checksum = Path(tmp) / "record"
+        checksum.write_text(f"{digest}  {target.name}\n")
+        os.replace(checksum, record)       # the record names a complete library, never half of one
     return target
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verified(record: Path) -> Path | None:
+    """The library named by the checksum ``record`` if its SHA-256 matches; None (with a warning
+    when something is there but damaged) when it must be built."""
+    try:
+        fields = record.read_text().split()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        fields = [str(err)]
+    if len(fields) != 2 or len(fields[0]) != 64 or "/" in fields[1]:
+        warnings.warn(f"so3net: the checksum record {record} of the compiled kernels is damaged (expected "
+                      f"'<sha256>  <file name>', got {' '.join(fields)[:80]!r}); rebuilding", RuntimeWarning,
+                      stacklevel=3)
+        return None
+    digest, name = fields
+    target = record.parent / name
+    try:
+        actual = _sha256(target)
+    except OSError as err:
+        problem = f"cannot be read ({err.strerror or err})"
+    else:
+        if actual == digest:
+            return target
+        problem = f"is damaged or truncated (SHA-256 {actual[:16]}...)"
+    warnings.warn(f"so3net: the compiled kernels {target} {problem}; expected the SHA-256 {digest[:16]}... "
+                  f"recorded at build time in {record}; rebuilding", RuntimeWarning, stacklevel=3)
+    return None
 
 
 
@@ -118,10 +161,11 @@ def _declare(lib: ctypes.CDLL) -> None:
             bwd.argtypes, bwd.restype = [ctypes.POINTER(_ZipTables), p, lng, p, p, p, p, p, i], i
 
 
-def library() -> ctypes.CDLL | None:
+def library(m: str | None = None) -> ctypes.CDLL | None:
     """The compiled kernels, or ``None`` in mode ``torch`` or (with a warning, once) when ``auto``
-    cannot build them; mode ``native`` raises instead."""
-    m = mode()
+    cannot build them; mode ``native`` raises instead. ``m``: the mode (default :func:`mode`, the
+    environment's; the ``native`` backend passes ``"native"``)."""
+    m = m or mode()
     if m == "torch":
         return None
     with _lock:
@@ -140,8 +184,8 @@ def library() -> ctypes.CDLL | None:
                                   f"path (slower). Reason: {err}. Set SO3NET_CPU_KERNELS=torch to choose "
                                   f"that path explicitly.", RuntimeWarning, stacklevel=2)
         if _loaded["lib"] is None and m == "native":
-            raise RuntimeError(f"SO3NET_CPU_KERNELS=native but the compiled CPU kernels are unavailable: "
-                               f"{_loaded['error']}")
+            raise RuntimeError(f"the 'native' CPU kernels (backend 'native' or SO3NET_CPU_KERNELS=native) are "
+                               f"unavailable: {_loaded['error']}. Use backend 'torch' for the torch-op path.")
         return _loaded["lib"]
 
 
