@@ -26,6 +26,7 @@ from torch.func import functional_call
 from ..graph import NeuralNet, Parameter, Variable, grad, mix, oplus, pack, plan_message_passing, plan_product, unpack
 from ..graph.torch_fn import torch_fn
 from ..nn import PartNorm, edge_harmonics, edge_operand, edge_vectors, invariants, pair_dots, smooth_switch
+from ..nn.positions import check_separation
 from ..types import SO3vec
 from .cormorant import Cormorant
 
@@ -62,6 +63,7 @@ class CormorantNet(NeuralNet):
         far = 2 * cfg.hard_cut_rad + 1
         vec = torch_fn(lambda p: edge_vectors(nbrs, p, far)[0], pos)
         r = torch_fn(lambda v: v.norm(dim=-1), vec)
+        check_separation(r.value, nbrs, batch)
         harmonics = torch_fn(lambda v: edge_harmonics(v, cfg.max_sh), vec)
         hard = torch_fn(lambda r: smooth_switch(r, cfg.hard_cut_rad - cfg.hard_cut_switch, cfg.hard_cut_rad), r)
         scalars = m.atom_scalars(species)
