@@ -29,7 +29,7 @@ from ..kernels.dispatch import cg_product, message_passing_product
 from ..kernels.message import (Neighbours, channelwise_product, channelwise_square_plan, padded_message_product,
                                strategy, uniform_channels)
 from ..plan import cg_plan
-from ..types import SO3type, SO3vec, cat
+from ..types import SO3type, SO3vec
 from .linear import init_complex_weight
 from .radial import SoftCutoff
 
@@ -110,9 +110,14 @@ class CGLayer(nn.Module):
             per_edge = edge[dst, slot].reshape(len(dst), self.edge_plan.dim1)
             agg = message_passing_product(per_edge, xp, nbrs.src[dst, slot], dst, self.edge_plan, num_nodes=xp.shape[0])
             sq = cg_product(xp, xp, self.square_plan)
-        agg = SO3vec.from_packed(agg, self.edge_plan.tau_out)
-        sq = SO3vec.from_packed(sq, self.square_plan.tau_out)
-        return cat([agg, x, sq]).mix([torch.view_as_complex(w) for w in self.weights])
+        groups = (SO3vec.from_packed(agg, self.edge_plan.tau_out), x,
+                  SO3vec.from_packed(sq, self.square_plan.tau_out))
+        out = []   # [agg ⊕ x ⊕ sq]^l W^l for every l, written once into the packed output
+        for l, w in enumerate(self.weights):
+            blocks = [v.parts[l] for v in groups if l < len(v.parts) and v.parts[l].shape[-1]]
+            mixed = torch.cat(blocks, -1) @ torch.view_as_complex(w).to(x.dtype)
+            out.append(mixed.reshape(mixed.shape[0], -1))
+        return SO3vec.from_packed(torch.cat(out, 1), self.tau_out, basis=x.basis)
 
     def extra_repr(self) -> str:
         return f"tau_in={self.tau_in}, tau_edge={self.tau_edge}, tau_cat={self.tau_cat}, tau_out={self.tau_out}"
