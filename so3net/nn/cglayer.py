@@ -116,7 +116,7 @@ class CGLayer(nn.Module):
         for l, w in enumerate(self.weights):
             blocks = [v.parts[l] for v in groups if l < len(v.parts) and v.parts[l].shape[-1]]
             mixed = torch.cat(blocks, -1) @ torch.view_as_complex(w).to(x.dtype)
-            out.append(mixed.reshape(mixed.shape[0], -1))
+            out.append(mixed.reshape(mixed.shape[0], mixed.shape[1] * mixed.shape[2]))
         return SO3vec.from_packed(torch.cat(out, 1), self.tau_out, basis=x.basis)
 
     def extra_repr(self) -> str:
