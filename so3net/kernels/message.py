@@ -315,7 +315,8 @@ def padded_message_product(edge: torch.Tensor, sources: torch.Tensor, plan: CGPl
         S = (a * sources.reshape(C * N, 1, d)).sum(2, keepdim=True)
     else:
         S = batched_matmul(a, sources.reshape(C * N, d, D2))
-    return con.apply(S.reshape(C, N, con.dim1, D2).permute(2, 3, 0, 1))
+    # (C N, D1 D2) -> (D1 D2, C N) as one 2-D transpose: torch copies it ~5x faster than the equivalent 4-D permute
+    return con.apply(S.reshape(C * N, con.dim1 * D2).t().contiguous().view(con.dim1, D2, C, N))
 
 
 def message_passing_product(edge: torch.Tensor, node: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
