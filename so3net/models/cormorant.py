@@ -177,7 +177,7 @@ class Cormorant(nn.Module):
         nbrs = self.neighbours(positions, batch)
         vec, r = edge_vectors(nbrs, positions, far=2 * cfg.hard_cut_rad + 1)
         check_separation(r, nbrs, batch)
-        harmonics = edge_harmonics(vec, cfg.max_sh).transpose(1, 2).contiguous().transpose(1, 2)  # (N, D, d) memory
+        harmonics = edge_harmonics(vec, cfg.max_sh).permute(2, 0, 1).contiguous().permute(1, 2, 0)  # (D, N, d) memory
         hard = smooth_switch(r, cfg.hard_cut_rad - cfg.hard_cut_switch, cfg.hard_cut_rad)
         x = torch.view_as_complex(self.embed(self.atom_scalars(species)).reshape(-1, C, 2))
         x = SO3vec.from_packed(x, (C,))

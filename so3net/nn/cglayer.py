@@ -38,14 +38,15 @@ __all__ = ["EdgeLevel", "CGLayer", "edge_operand"]
 
 def edge_operand(scalars: torch.Tensor, harmonics: torch.Tensor) -> torch.Tensor:
     """Υ per slot: fragment c of part l is ``scalars[..., l, c] · Y^l``, complex ``(N, d, (L+1)², C)``
-    as :func:`so3net.kernels.message.padded_message_product` reads it (stored in its fastest order,
-    (C, N, (L+1)², d)). ``scalars (N, d, L+1, C)``, ``harmonics (N, d, (L+1)²)`` (read in place when
-    stored as (N, (L+1)², d), as Cormorant keeps it, else transposed once per call)."""
+    as :func:`so3net.kernels.message.padded_message_product` reads it (stored as
+    ((L+1)², C, N, d), which its batched matmul reads in place). ``scalars (N, d, L+1, C)``,
+    ``harmonics (N, d, (L+1)²)`` (read in place when stored as ((L+1)², N, d), as Cormorant keeps it,
+    else transposed once per call)."""
     L1 = scalars.shape[2]
     l_of = torch.as_tensor([l for l in range(L1) for _ in range(2 * l + 1)], device=scalars.device)
-    s = scalars.permute(3, 0, 2, 1).contiguous().index_select(2, l_of)    # contiguous first: 2x faster
-    ups = s * harmonics.transpose(1, 2).contiguous()                      # (C, N, D, d)
-    return ups.permute(1, 3, 2, 0)
+    s = scalars.permute(2, 3, 0, 1).contiguous().index_select(0, l_of)   # (D, C, N, d): rows copied whole
+    ups = s * harmonics.permute(2, 0, 1).contiguous()[:, None]            # Y as (D, 1, N, d)
+    return ups.permute(2, 3, 0, 1)
 
 
 class EdgeLevel(nn.Module):
