@@ -22,7 +22,7 @@ other processes share, spinning threads make a 2-thread step up to ten times slo
 with the same ``--threads``.
 
 Also printed: one level's message sum (forward + backward) on the same edges by the kernels' per-edge
-torch twin and by the outer strategy of ``so3net.kernels.message``, which the CPU layers use.
+product (the CPU backend in force) and by the outer strategy of ``so3net.kernels.message``, which the CPU layers use.
 On CUDA (when available): so3net's step time and molecules per second on the GPU (Triton kernels).
 
 Run: ``python benches/bench_cormorant.py [--molecules 25] [--steps 10] [--original-steps 3] [--threads 2]``.
@@ -139,9 +139,9 @@ def timed(fn, repeats: int, sync, warmup: int = 1) -> list[float]:
 
 def aggregation_peer(model, inputs, repeats: int = 3) -> tuple[float, float]:
     """Seconds for forward + backward of one level's message sum ``Σ_j Υ_ij ⊗cg F_j`` on the model's
-    edges (channel-wise plan, C channels, l <= maxl on both sides): the kernels' torch twin per
-    edge (``dispatch.message_passing_product``) and the outer strategy's edge-list entry point
-    (``kernels.message.message_passing_product``), same inputs."""
+    edges (channel-wise plan, C channels, l <= maxl on both sides): the kernels' per-edge product
+    (``dispatch.message_passing_product``, the CPU backend in force) and the outer strategy's
+    edge-list entry point (``kernels.message.message_passing_product``), same inputs."""
     pos, species, batch = inputs
     cfg = model.config
     nbrs = model.neighbours(pos, batch)
@@ -155,8 +155,7 @@ def aggregation_peer(model, inputs, repeats: int = 3) -> tuple[float, float]:
 
     def run(product):
         return lambda: product(edge, node, src, dst, plan, num_nodes=pos.shape[0]).abs().square().sum().backward()
-    twin = lambda *a, **k: dispatch.message_passing_product(*a, **k, backend="torch")  # noqa: E731
-    return (min(timed(run(twin), repeats, lambda: None)),
+    return (min(timed(run(dispatch.message_passing_product), repeats, lambda: None)),
             min(timed(run(message.message_passing_product), repeats, lambda: None)))
 
 
@@ -184,7 +183,7 @@ def main() -> None:
     print(f"so3net   train step median {ours * 1e3:9.1f} ms  min {min(times) * 1e3:9.1f} ms  "
           f"{len(mols) / ours:7.1f} molecules/s")
     twin_s, outer_s = aggregation_peer(model, inputs)
-    print(f"one level's message sum, fwd+bwd: kernels' per-edge torch twin {twin_s * 1e3:8.1f} ms, "
+    print(f"one level's message sum, fwd+bwd: kernels' per-edge product (backend {dispatch.backend()}) {twin_s * 1e3:8.1f} ms, "
           f"outer strategy {outer_s * 1e3:8.1f} ms: {twin_s / outer_s:5.1f}x")
     original = original_model() if args.original_steps else None
     if original is None:
