@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from so3net.kernels.dispatch import cg_product, message_passing_product as twin_message_product
 from so3net.kernels.message import (Neighbours, OuterContraction, channelwise_product, channelwise_square_plan,
-                                    message_passing_product, padded_message_product)
+                                    covers, message_passing_product, padded_message_product)
 from so3net.plan import cg_plan
 
 FAST = settings(max_examples=12, deadline=None)
@@ -83,6 +83,9 @@ def test_padded_layout_accepts_any_strides():
 
 
 def test_refuses_what_it_cannot_evaluate():
+    assert covers(cg_plan((2, 0, 2), (2, 2), 3, "diag")) and covers(channelwise_square_plan((3, 3), 2))
+    assert not covers(cg_plan((2, 2), (1, 1), 2, "diag")) and not covers(cg_plan((2, 2), (2, 2), 2, "full"))
+    assert not covers(cg_plan((2, 2), (2, 2), 2, "diag").backward_plans[0])
     with pytest.raises(ValueError, match="same fragment count"):
         OuterContraction(cg_plan((2, 2), (1, 1), 2, "diag"))
     with pytest.raises(ValueError, match="channel-wise"):

@@ -46,7 +46,8 @@ from ..plan import CGPlan, Path, cg_plan
 from . import dispatch
 
 __all__ = ["uniform_channels", "channelwise_square_plan", "OuterContraction", "outer_contraction", "Neighbours",
-           "batched_matmul", "strategy", "channelwise_product", "padded_message_product", "message_passing_product"]
+           "batched_matmul", "strategy", "covers", "channelwise_product", "padded_message_product",
+           "message_passing_product"]
 
 
 def strategy(like: torch.Tensor, backend: str | None = None) -> str:
@@ -181,6 +182,16 @@ class OuterContraction:
         z = _SparseLeft.apply(planes.reshape(self.dim1 * self.dim2, C * B * q), w, wt).reshape(self.num_rows, C, B, q)
         z = torch.view_as_complex(z) if P.is_complex() else z[..., 0]     # transposed as complex: 8x faster
         return z.permute(2, 0, 1).reshape(B, self.num_rows * C)
+
+
+def covers(plan: CGPlan) -> bool:
+    """Whether the outer strategy evaluates ``plan``: a forward channel-wise plan whose present parts
+    all have the same fragment count and whose paths each write one block of them."""
+    try:
+        outer_contraction(plan)
+    except ValueError:
+        return False
+    return True
 
 
 @lru_cache(maxsize=None)
