@@ -221,6 +221,12 @@ def test_dispatch_precedence(monkeypatch):
     assert dispatch.backend(device="cuda") == "triton"
 
 
+def test_backend_called_as_a_statement_warns():
+    with pytest.warns(RuntimeWarning, match="outside a with statement does nothing"):
+        dispatch.backend("torch")
+    assert dispatch.get_backend() is None
+
+
 def test_environment_overrides_only_the_automatic_cpu_choice(monkeypatch):
     x = torch.zeros(1, 1)
     monkeypatch.setenv("SO3NET_CPU_KERNELS", "torch")

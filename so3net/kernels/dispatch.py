@@ -24,10 +24,10 @@ silently.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import threading
+import warnings
 
 import torch
 
@@ -59,14 +59,25 @@ def get_backend() -> str | None:
     return stack[-1] if stack else _default[0]
 
 
-@contextlib.contextmanager
-def _using(name: str | None):
-    stack = _state.__dict__.setdefault("stack", [])
-    stack.append(name)
-    try:
-        yield
-    finally:
-        stack.pop()
+class _Using:
+    """``with backend(name):`` (a statement ``backend(name)`` alone would do nothing: it warns)."""
+
+    def __init__(self, name: str | None):
+        self.name, self.entered = name, False
+
+    def __enter__(self):
+        self.entered = True
+        _state.__dict__.setdefault("stack", []).append(self.name)
+        return self.name
+
+    def __exit__(self, *exc) -> None:
+        _state.stack.pop()
+
+    def __del__(self):
+        if not self.entered:
+            warnings.warn(f"so3net.backend({self.name!r}) outside a with statement does nothing: write "
+                          f"`with backend({self.name!r}):`, or set_backend({self.name!r}) for the whole process",
+                          RuntimeWarning, stacklevel=2)
 
 
 def backend(name=_ASK, *, device="cpu"):
@@ -75,7 +86,7 @@ def backend(name=_ASK, *, device="cpu"):
     (``"native"``, ``"torch"`` or ``"triton"``), e.g. to print it."""
     if name is _ASK:
         return _choose(None, torch.device(device))
-    return _using(_check_name(name))
+    return _Using(_check_name(name))
 
 
 def _choose(name: str | None, device: torch.device) -> str:
