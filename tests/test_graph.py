@@ -556,3 +556,19 @@ def test_plain_so3vecs_fall_through_to_torch_autograd_paths():
     engine = G.message_passing(G.Variable(x), G.Variable(y), src, dst, "full", maxl=1)
     assert isinstance(plain, SO3vec) and plain.batch == (3,)
     _close(engine, plain, "message passing, plain SO3vecs")
+
+
+def test_engine_backward_runs_with_the_forwards_backend(monkeypatch):
+    """Gradients of an engine product taken outside ``with backend(...)`` use the forward's engine."""
+    from so3net.graph import so3ops
+    from so3net.kernels import torch_cg, dispatch
+    used = []
+    for engine in (torch_cg.TORCH, torch_cg.NATIVE):
+        real = engine.bilinear
+        monkeypatch.setattr(engine, "bilinear", lambda *a, _e=engine, _r=real: used.append(_e.name) or _r(*a))
+    u = G.SO3vecVar(SO3vec.randn(2, (1, 1), dtype=torch.complex128))
+    with dispatch.backend("torch"):
+        w = so3ops.CGproduct(u, u)
+    used.clear()
+    w.backward(SO3vec.randn(2, w.value.tau, dtype=torch.complex128))
+    assert used and set(used) == {"torch"}

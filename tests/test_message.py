@@ -6,7 +6,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from so3net.kernels.dispatch import cg_product, message_passing_product as twin_message_product
+from so3net.kernels import dispatch, message, torch_cg
+from so3net.kernels.dispatch import cg_product
 from so3net.kernels.message import (Neighbours, OuterContraction, channelwise_product, channelwise_square_plan,
                                     covers, message_passing_product, padded_message_product)
 from so3net.plan import cg_plan
@@ -39,7 +40,7 @@ def test_edge_list_product_equals_the_twin(C, L1, L2, maxl, num_edges, basis, se
     edge = torch.randn(num_edges, plan.dim1, dtype=dtype, generator=g)
     node = torch.randn(n_src, plan.dim2, dtype=dtype, generator=g)
     got = message_passing_product(edge, node, src, dst, plan, n_dst)
-    close(got, twin_message_product(edge, node, src, dst, plan, num_nodes=n_dst, backend="torch"))
+    close(got, torch_cg.TORCH.message_passing_product(edge, node, src, dst, plan, None, n_dst))   # per edge
 
 
 @FAST
@@ -92,3 +93,22 @@ def test_refuses_what_it_cannot_evaluate():
         OuterContraction(cg_plan((2, 2), (2, 2), 2, "full"))
     with pytest.raises(TypeError, match="complex-basis plan needs complex"):
         channelwise_product(torch.randn(2, 8), torch.randn(2, 8), cg_plan((2, 2), (2, 2), 2, "diag"))
+
+
+@pytest.mark.parametrize("name", ["native", "torch"])
+def test_dispatch_routes_unweighted_uniform_channel_wise_plans_to_the_outer_strategy(monkeypatch, name):
+    calls = []
+    real = message.message_passing_product
+    monkeypatch.setattr(message, "message_passing_product", lambda *a: calls.append(1) or real(*a))
+    plan = cg_plan((2, 2), (2, 2), 1, "diag", "complex")
+    src, dst = torch.tensor([0, 1, 1]), torch.tensor([1, 0, 2])
+    edge, node = torch.randn(3, plan.dim1, dtype=C128), torch.randn(3, plan.dim2, dtype=C128)
+    want = torch_cg.TORCH.message_passing_product(edge, node, src, dst, plan, None, 3)
+    close(dispatch.message_passing_product(edge, node, src, dst, plan, backend=name), want)
+    assert calls == [1]
+    weights = torch.randn(3, plan.num_weights, dtype=torch.float64)
+    dispatch.message_passing_product(edge, node, src, dst, plan, weights, backend=name)   # weighted: per edge
+    full = cg_plan((2, 2), (2, 2), 1, "full", "complex")
+    dispatch.message_passing_product(torch.randn(3, full.dim1, dtype=C128), torch.randn(3, full.dim2, dtype=C128),
+                                     src, dst, full, backend=name)                      # not channel-wise
+    assert calls == [1]

@@ -9,8 +9,9 @@ record engine nodes instead of torch ones:
 - ``WeightGrad(g, a, b)``: ``gw[k] = Re sum_m o(g)[out_k] conj(u_k)`` with ``u_k`` the unweighted
   entry k of ``P(a, c(b))``.
 
-Both evaluate with the backend chosen by :func:`so3net.kernels.dispatch.resolve` (the torch twin on
-CPU tensors, Triton on CUDA tensors). The input gradients follow the kernels' one statement of the
+Both evaluate with the backend in force at the forward (:func:`so3net.kernels.dispatch.resolve`:
+"native" or "torch" on CPU tensors, Triton on CUDA tensors), and their gradients of every order
+with the same engine, wherever ``backward`` is called. The input gradients follow the kernels' one statement of the
 rule, :func:`so3net.kernels.autograd.gradient_rule` (torch's complex convention, real
 coefficients): ``ga = Bilinear_{Pa}(gz, b, w)``, ``gb = Bilinear_{Pb}(gz, a, w)`` with the plans
 and conj flags it gives; ``gw = WeightGrad(gz, a, b)``. The backward of ``WeightGrad`` is
@@ -41,43 +42,48 @@ __all__ = ["pack", "unpack", "bilinear", "plan_product", "plan_message_passing"]
 
 class Bilinear(Function):
     """``o(P(a, c(b), w))`` on packed tensors (see the module docstring)."""
-    def forward(self, a, b, w, plan, rows, conj_out):
+    def forward(self, a, b, w, plan, rows, conj_out, engine):
         self.plan, self.rows, self.conj_out = plan, rows, conj_out
-        return resolve(None, a).bilinear(plan, rows, a, b, w, conj_out)
+        self.engine = engine or resolve(None, a)          # its backward runs with the same engine
+        return self.engine.bilinear(plan, rows, a, b, w, conj_out)
 
     def backward(self, g):
         a, b, w = self.parents
-        ga, gb = _input_grads(self.plan, self.rows, self.conj_out, g, a, b, w, self.needs[0], self.needs[1])
-        gw = WeightGrad.apply(g, a, b, plan=self.plan, rows=self.rows, conj_g=self.conj_out) if self.needs[2] else None
+        ga, gb = _input_grads(self.plan, self.rows, self.conj_out, g, a, b, w, self.needs[0], self.needs[1],
+                              self.engine)
+        gw = (WeightGrad.apply(g, a, b, plan=self.plan, rows=self.rows, conj_g=self.conj_out, engine=self.engine)
+              if self.needs[2] else None)
         return ga, gb, gw
 
 
 class WeightGrad(Function):
     """``Re sum_m o(g) conj(u)`` per weight column (see the module docstring)."""
-    def forward(self, g, a, b, plan, rows, conj_g):
-        self.plan, self.rows, self.conj_g = plan, rows, conj_g
-        return resolve(None, a).weight_grad(plan, rows, g, a, b, conj_g)
+    def forward(self, g, a, b, plan, rows, conj_g, engine):
+        self.plan, self.rows, self.conj_g, self.engine = plan, rows, conj_g, engine
+        return engine.weight_grad(plan, rows, g, a, b, conj_g)
 
     def backward(self, ggw):
         g, a, b = self.parents
         o = self.conj_g
-        gg = bilinear(self.plan, self.rows, a, b, ggw, o) if self.needs[0] else None
-        ga, gb = _input_grads(self.plan, self.rows, o, g, a, b, ggw, self.needs[1], self.needs[2])
+        gg = bilinear(self.plan, self.rows, a, b, ggw, o, self.engine) if self.needs[0] else None
+        ga, gb = _input_grads(self.plan, self.rows, o, g, a, b, ggw, self.needs[1], self.needs[2], self.engine)
         return gg, ga, gb
 
 
-def _input_grads(plan, rows, o: bool, gz, a, b, w, need_a: bool, need_b: bool):
+def _input_grads(plan, rows, o: bool, gz, a, b, w, need_a: bool, need_b: bool, engine):
     (plan_a, conj_a), (plan_b, conj_b) = gradient_rule(plan, o)
     rows_a, rows_b = gradient_rows(rows)
-    ga = bilinear(plan_a, rows_a, gz, b, w, conj_a) if need_a else None
-    gb = bilinear(plan_b, rows_b, gz, a, w, conj_b) if need_b else None
+    ga = bilinear(plan_a, rows_a, gz, b, w, conj_a, engine) if need_a else None
+    gb = bilinear(plan_b, rows_b, gz, a, w, conj_b, engine) if need_b else None
     return ga, gb
 
 
-def bilinear(plan: CGPlan, rows: RowMap | None, a, b, w=None, conj_out: bool = False) -> Variable:
+def bilinear(plan: CGPlan, rows: RowMap | None, a, b, w=None, conj_out: bool = False, engine=None) -> Variable:
     """The engine primitive ``o(P(a, c(b), w))`` on packed tensor Variables (``w`` may be None);
-    arguments in the order of the engines' ``bilinear``."""
-    return Bilinear.apply(a, b, w, plan=plan, rows=rows, conj_out=conj_out)
+    arguments in the order of the engines' ``bilinear``. ``engine``: the kernels' engine
+    (default: the backend in force, :func:`so3net.kernels.dispatch.resolve`); the gradients of
+    every order run with the engine of the forward."""
+    return Bilinear.apply(a, b, w, plan=plan, rows=rows, conj_out=conj_out, engine=engine)
 
 
 # ------------------------------------------------------------------------------ SO3vec <-> packed
