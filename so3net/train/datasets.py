@@ -19,43 +19,51 @@ _XYZ = (".xyz", ".extxyz")
 _XYZ_DEFAULTS = {"energy_key": "energy", "forces_key": "forces", "energy_unit": "eV", "length_unit": "Angstrom"}
 
 
-def _reader_options(cfg, source: str) -> dict:
-    """The extended-XYZ options the config changes from the reader's defaults; an error if they are
-    set for a file they cannot apply to."""
-    options = {k: v for k, v in (("energy_key", cfg.energy_key), ("forces_key", cfg.forces_key),
-                                 ("energy_unit", cfg.energy_unit), ("length_unit", cfg.length_unit))
-               if v and v != _XYZ_DEFAULTS[k]}
-    if options and os.path.splitext(source)[1].lower() not in _XYZ:
-        raise ValueError(f"{source}: the settings {sorted(options)} apply to extended XYZ files (.xyz, .extxyz) "
-                         "only; this file's format fixes its keys and units")
-    return options
+def _reader_options(cfg) -> dict:
+    """The extended-XYZ options the config changes from the reader's defaults."""
+    return {k: v for k, v in (("energy_key", cfg.energy_key), ("forces_key", cfg.forces_key),
+                              ("energy_unit", cfg.energy_unit), ("length_unit", cfg.length_unit))
+            if v and v != _XYZ_DEFAULTS[k]}
 
 
-def _load(cfg, source: str):
-    options = _reader_options(cfg, source)
+def _is_xyz(source: str) -> bool:
+    return os.path.splitext(source)[1].lower() in _XYZ
+
+
+def _load(source: str, options: dict):
+    """Read ``source``; the extended-XYZ ``options`` go to .xyz/.extxyz files only."""
+    options = options if _is_xyz(source) else {}
     try:
         return load(source, **options)
     except TypeError as err:  # e.g. a QM9 .xyz file, whose reader has fixed keys and units
-        raise ValueError(f"{source}: its reader does not take the extended-XYZ options {sorted(options)} ({err})") from None
+        raise ValueError(f"{source}: its reader does not take the extended-XYZ options {sorted(options)} "
+                         f"({err})") from None
 
 
 def load_split(cfg) -> Split:
     """``Split(train, valid, test)``: ``data`` split by ``default_rng(seed).permutation``, with the
     whole of ``valid_data`` / ``test_data`` as validation / test set when given (then ``data`` gives
     no validation / test molecules)."""
-    data = _load(cfg, cfg.data)
+    options = _reader_options(cfg)
+    sources = [src for src in (cfg.data, cfg.valid_data, cfg.test_data) if src]
+    if options and not any(_is_xyz(src) for src in sources):
+        raise ValueError(f"the settings {sorted(options)} apply to extended XYZ files (.xyz, .extxyz) only, "
+                         f"and none of {sources} is one")
+    data = _load(cfg.data, options)
     n_valid = 0 if cfg.valid_data else cfg.n_valid
     n_test = 0 if cfg.test_data else cfg.n_test
     split = data.split(cfg.n_train, n_valid, n_test, cfg.seed)
     units = split.train.units
     valid, test = split.valid, split.test
     if cfg.valid_data:
-        valid = _load(cfg, cfg.valid_data).convert(energy=units["energy"], length=units["length"])
+        valid = _load(cfg.valid_data, options).convert(energy=units["energy"], length=units["length"])
     if cfg.test_data:
-        test = _load(cfg, cfg.test_data).convert(energy=units["energy"], length=units["length"])
-    for name, part in (("validation", valid), ("test", test)):
+        test = _load(cfg.test_data, options).convert(energy=units["energy"], length=units["length"])
+    for name, source, part in (("training", cfg.data, split.train), ("validation", cfg.valid_data or cfg.data, valid),
+                               ("test", cfg.test_data or cfg.data, test)):
         if len(part) and part.energies is None:
-            raise ValueError(f"the {name} data has no energies; it needs energies to be scored")
+            raise ValueError(f"{source}: the {name} data has no energies (energy_key {cfg.energy_key!r} for "
+                             "extended XYZ); training and scoring need them")
     return Split(split.train, valid, test)
 
 
