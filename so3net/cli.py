@@ -3,7 +3,8 @@
 ``so3net train`` with no arguments trains Cormorant on the shipped GFN2-xTB ethanol data set and
 prints the test MAE. Every setting of :class:`so3net.train.TrainConfig` can come from a TOML file
 (``--config``) and be overridden by a flag; the flags are generated from the dataclass fields and
-their help texts, so they cannot drift from the settings. Distributed: ``torchrun --nproc_per_node 2 -m so3net.cli train ...``.
+their help texts, so they cannot drift from the settings.
+Distributed: ``torchrun --nproc_per_node 2 -m so3net.cli train ...``.
 """
 from __future__ import annotations
 

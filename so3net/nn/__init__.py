@@ -10,10 +10,11 @@ from .products import (CGContraction, aggregate_messages, cg_square, channelwise
                        message_plan)
 from .radial import BesselBasis, RadPolyTrig, SoftCutoff, cosine_cutoff, smooth_switch
 from .readout import AtomMLP, invariants, num_invariants
+from .power_layer import SymPowerReadout
 
 __all__ = ["join_parts", "mcn_parts", "mcn_to_packed", "packed_to_mcn", "split_parts", "tau_dim", "uniform_tau",
            "CGLayer", "EdgeLevel", "Neighbours", "edge_harmonics", "pair_dots", "radius_graph", "sum_over_m",
            "SO3Linear", "init_complex_weight", "mix_parts", "PartNorm", "part_norm", "CGContraction",
            "aggregate_messages", "cg_square", "channelwise_square_plan", "contraction", "message_plan",
            "BesselBasis", "RadPolyTrig", "SoftCutoff", "cosine_cutoff", "smooth_switch", "AtomMLP", "invariants",
-           "num_invariants"]
+           "num_invariants", "SymPowerReadout"]
