@@ -159,7 +159,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--molecules", nargs="+", default=list(MOLECULES), choices=list(MOLECULES))
     parser.add_argument("--only", choices=["sgdml", "so3net", "table"], help="run one part (default: all)")
-    parser.add_argument("--sigmas", nargs="+", type=float, default=[10, 20, 30, 40, 60, 80, 120],
+    parser.add_argument("--sigmas", nargs="+", type=float, default=[3, 5, 7, 10, 14],
                         help="sGDML kernel widths to choose from (on the training split)")
     parser.add_argument("--time-limit", type=float, default=2400.0, help="seconds of so3net training per molecule")
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "compare_sgdml"))
