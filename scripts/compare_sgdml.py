@@ -9,7 +9,7 @@ Both models see the same 1 000 training frames; the test frames are used once, a
   solver; the script checks that the analytic solver was used). The kernel width σ is chosen on
   the training split only: each σ of ``--sigmas`` is fitted on the first 800 training frames and
   scored by the force MAE on the other 200; the best σ is refitted on all 1 000.
-- **so3net**: ``so3net train --config configs/ethanol_ccsd_t.toml`` (the ethanol recipe with its
+- **so3net**: ``so3net train --config configs/ethanol_ccsd_t_controls.toml`` (the ethanol recipe with its
   training controls) with ``--data`` this molecule, ``--n-train 1000 --n-valid 0 --n-test 500
   --seed 0`` and ``--time-limit`` seconds of training on one thread.
 
@@ -117,7 +117,7 @@ def run_sgdml(name: str, sigmas: list[float], out: str) -> dict:
 
 def run_so3net(name: str, time_limit: float, out: str, extra: list[str]) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    command = [sys.executable, "-m", "so3net.cli", "train", "--config", "configs/ethanol_ccsd_t.toml",
+    command = [sys.executable, "-m", "so3net.cli", "train", "--config", "configs/ethanol_ccsd_t_controls.toml",
                "--data", data_path(name), "--n-train", str(N_TRAIN), "--n-valid", "0", "--n-test", str(N_TEST),
                "--seed", "0", "--time-limit", str(time_limit), "--run-dir", os.path.join(out, "so3net"),
                "--no-progress", *extra]
