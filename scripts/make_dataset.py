@@ -12,7 +12,14 @@ trajectory order) and the generating command. Exact command used for the shipped
     OMP_NUM_THREADS=1 python3 scripts/make_dataset.py md --seed 0 --n-samples 2000 --stride 20 \\
         --equilibration 2000 --temperature 500 --timestep 0.5 --out so3net/data/ethanol_gfn2xtb.npz
 
-(about 3-6 minutes on a 2-core CPU; needs ``pip install tblite``.)
+(about 3-6 minutes on a 2-core CPU; needs ``pip install tblite``.) ``--molecule NAME`` runs another
+molecule of ASE's g2 collection (default ``CH3CH2OH``, ethanol); the two molecules of the sGDML
+comparison (``scripts/compare_sgdml.py``, issue 16) are made with::
+
+    OMP_NUM_THREADS=1 python3 scripts/make_dataset.py md --molecule CH3CHO --seed 0 --n-samples 1500 \
+        --stride 20 --equilibration 2000 --temperature 500 --timestep 0.5 --out runs/data/acetaldehyde_gfn2xtb.npz
+    OMP_NUM_THREADS=1 python3 scripts/make_dataset.py md --molecule H3CNH2 --seed 0 --n-samples 1500 \
+        --stride 20 --equilibration 2000 --temperature 500 --timestep 0.5 --out runs/data/methylamine_gfn2xtb.npz
 
 ``qm9-exclusions`` -- ``so3net/data/qm9_uncharacterized.npz``: the 3,054 QM9 (GDB9) indices that
 failed the geometry consistency check of Ramakrishnan et al. 2014 (their ``uncharacterized.txt``).
@@ -31,10 +38,12 @@ import numpy as np
 
 N_GDB9 = 133885
 N_UNCHARACTERIZED = 3054
+NAMES = {"CH3CH2OH": "ethanol", "CH3CHO": "acetaldehyde", "H3CNH2": "methylamine"}
 
 
-def run_md(seed, n_samples, stride, equilibration, temperature, timestep_fs, friction_per_fs):
-    """Langevin MD of ethanol with GFN2-xTB; returns (z, R Å, E eV, F eV/Å, time fs, versions)."""
+def run_md(seed, n_samples, stride, equilibration, temperature, timestep_fs, friction_per_fs, name="CH3CH2OH"):
+    """Langevin MD of the g2 molecule ``name`` (default ethanol) with GFN2-xTB; returns
+    (z, R Å, E eV, F eV/Å, time fs, versions)."""
     from importlib.metadata import version
 
     from ase import units
@@ -44,7 +53,7 @@ def run_md(seed, n_samples, stride, equilibration, temperature, timestep_fs, fri
     from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
     from tblite.ase import TBLite
 
-    atoms = molecule("CH3CH2OH")  # atom order C C O H H H H H H, as in MD17 ethanol
+    atoms = molecule(name)  # ethanol's atom order is C C O H H H H H H, as in MD17 ethanol
     atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
     rng = np.random.default_rng(seed)
     thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
@@ -73,11 +82,12 @@ def write_md(args):
     from so3net.data.units import energy_factor
 
     z, R, E, F, t, tb_version = run_md(args.seed, args.n_samples, args.stride, args.equilibration,
-                                       args.temperature, args.timestep, args.friction)
+                                       args.temperature, args.timestep, args.friction, args.molecule)
     to_kcal = energy_factor("eV", "kcal/mol")
     np.savez_compressed(
         args.out, R=R.astype(np.float32), E=(E * to_kcal).reshape(-1, 1), F=(F * to_kcal).astype(np.float32),
-        z=z.astype(np.uint8), time_fs=t, name="ethanol_gfn2xtb", e_unit="kcal/mol", r_unit="Angstrom",
+        z=z.astype(np.uint8), time_fs=t, name=NAMES.get(args.molecule, args.molecule) + "_gfn2xtb",
+        e_unit="kcal/mol", r_unit="Angstrom",
         theory=f"GFN2-xTB ({tb_version}), Langevin {args.temperature} K, "
                f"dt {args.timestep} fs, friction {args.friction}/fs, stride {args.stride}",
         command="python3 scripts/make_dataset.py " + shlex.join(sys.argv[1:]))
@@ -120,7 +130,8 @@ def write_qm9_exclusions(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    md = sub.add_parser("md", help="GFN2-xTB ethanol MD dataset")
+    md = sub.add_parser("md", help="GFN2-xTB MD dataset (ethanol by default)")
+    md.add_argument("--molecule", default="CH3CH2OH", help="name in ASE's g2 collection (ase.build.molecule)")
     md.add_argument("--seed", type=int, default=0)
     md.add_argument("--n-samples", type=int, default=2000)
     md.add_argument("--stride", type=int, default=20, help="MD steps between stored frames")

@@ -30,7 +30,7 @@ class Calculator(_AseCalculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        dtype = self.potential.model.dtype
+        dtype = self.potential.dtype
         pos = torch.as_tensor(self.atoms.get_positions() * self._length, dtype=dtype, device=self.device)
         species = torch.as_tensor(self.atoms.get_atomic_numbers(), dtype=torch.long, device=self.device)
         batch = torch.zeros(len(species), dtype=torch.long, device=self.device)

@@ -2,7 +2,9 @@
 
 ``so3net train`` with no arguments trains Cormorant on the shipped GFN2-xTB ethanol data set and
 prints the test MAE. Every setting of :class:`so3net.train.TrainConfig` can come from a TOML file
-(``--config``) and be overridden by a flag. Distributed: ``torchrun --nproc_per_node 2 -m so3net.cli train ...``.
+(``--config``) and be overridden by a flag; the flags are generated from the dataclass fields and
+their help texts, so they cannot drift from the settings.
+Distributed: ``torchrun --nproc_per_node 2 -m so3net.cli train ...``.
 """
 from __future__ import annotations
 
@@ -16,30 +18,57 @@ import torch
 __all__ = ["main"]
 
 
-def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a Cormorant potential (default: shipped ethanol data)")
+_NONE = "none"
+
+
+def _optional(kind):
+    """argparse type for ``int | None`` / ``float | None`` settings: a number or 'none'."""
+    def parse(text: str):
+        if text.strip().lower() == _NONE:
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__} or 'none', got {text!r}") from None
+    parse.__name__ = f"{kind.__name__} or none"
+    return parse
+
+
+_FLAG_TYPES = {"str": str, "int": int, "float": float, "int | None": _optional(int), "float | None": _optional(float)}
+
+
+def _train_parser(sub) -> argparse.ArgumentParser:
+    """``so3net train``: one flag per :class:`~so3net.train.TrainConfig` field, generated from the
+    dataclass (name, type, choices and help), plus ``--config`` and ``--resume``."""
+    from dataclasses import fields
+
+    from .train.config import TrainConfig
+
+    p = sub.add_parser("train", help="train a potential (default: Cormorant on the shipped ethanol data)",
+                       description="Train a potential. Every flag overrides the TrainConfig setting of the same "
+                                   "name (underscores for dashes) from --config; defaults in brackets.")
     p.add_argument("--config", help="TOML file with TrainConfig settings (flags override it)")
-    p.add_argument("--data", help="data file or name: MD17/sGDML .npz, revised MD17 .npz, extended XYZ, QM9 xyz, 'qm9'")
-    for name, kind in (("n-train", int), ("n-valid", int), ("n-test", int), ("seed", int), ("epochs", int),
-                       ("batch-size", int), ("threads", int), ("lr", float), ("lr-min", float), ("energy-weight", float),
-                       ("force-weight", float), ("time-limit", float)):
-        p.add_argument(f"--{name}", type=kind)
-    p.add_argument("--preset", choices=["qm9", "md17"])
-    p.add_argument("--dtype", choices=["float32", "float64"])
-    p.add_argument("--device", help="cpu or cuda[:N]")
-    p.add_argument("--run-dir", help="folder for checkpoints, metrics and plots")
-    p.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
-                   help="Cormorant option override, e.g. --model num_cg_levels=2 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        help_text = f"{f.metadata['help']} [{default!r}]" if f.type != "dict" else f.metadata["help"]
+        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        if f.type == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif f.type == "dict":
+            p.add_argument(flag, action="append", metavar="KEY=VALUE", **kwargs)
+        else:
+            p.add_argument(flag, type=_FLAG_TYPES[f.type], choices=f.metadata.get("choices"), **kwargs)
+    return p
 
 
-def _parse_model(items: list[str]) -> dict:
+def _parse_model(items: list[str], flag: str = "--model") -> dict:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--model expects KEY=VALUE, got {item!r}")
+            raise SystemExit(f"{flag} expects KEY=VALUE, got {item!r}")
         try:
             out[key] = json.loads(value.replace("(", "[").replace(")", "]"))
         except json.JSONDecodeError:
@@ -50,16 +79,19 @@ def _parse_model(items: list[str]) -> dict:
 
 
 def cmd_train(args) -> int:
-    from .train import load_config, train
+    import dataclasses
 
-    overrides = {k: getattr(args, k) for k in ("data", "n_train", "n_valid", "n_test", "seed", "epochs",
-                                               "batch_size", "threads", "lr", "lr_min", "energy_weight", "force_weight",
-                                               "time_limit", "preset", "dtype", "device", "run_dir")}
-    if args.no_progress:
-        overrides["progress"] = False
-    cfg = load_config(args.config, **overrides)
-    if args.model:
-        cfg.model = {**cfg.model, **_parse_model(args.model)}
+    from .train import load_config, train
+    from .train.config import TrainConfig
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    dicts = {name: _parse_model(given.pop(name), "--" + name.replace("_", "-"))
+             for name in [n for n, v in given.items() if isinstance(v, list)]}
+    cfg = load_config(args.config, **{k: v for k, v in given.items() if v is not None})
+    unset = {k: None for k, v in given.items() if v is None}          # flags given as 'none'
+    merged = {name: {**getattr(cfg, name), **values} for name, values in dicts.items()}
+    if unset or merged:
+        cfg = dataclasses.replace(cfg, **unset, **merged)
     result = train(cfg, resume=args.resume)
     test = result["test"]
     if test is not None:
@@ -91,7 +123,7 @@ def cmd_predict(args) -> int:
     potential = Potential.load(args.model, args.device)
     data = load(args.structures)
     data = data.convert(length=potential.units["length"])
-    b = collate(data, dtype=potential.model.dtype, device=args.device)
+    b = collate(data, dtype=potential.dtype, device=args.device)
     energies, forces = potential.energy_and_forces(b.positions, b.species, b.batch, create_graph=False)
     out = {"energy_unit": potential.units["energy"],
            "force_unit": f"{potential.units['energy']}/{potential.units['length']}",

@@ -9,7 +9,9 @@ Output: energies ``(M,)``. ``energy_and_forces`` adds forces ``F = -∂E/∂r`` 
 Pipeline: species one-hot × charge powers ``(Z / charge_scale)^p``, p = 0..charge_power -> linear ->
 complex l = 0 features; radius graph (``hard_cut_rad``, per molecule); ``num_cg_levels`` pairs of
 (:class:`~so3net.nn.EdgeLevel`, :class:`~so3net.nn.CGLayer`); invariants of every level's atom
-features -> per-atom MLP -> ``energy_scale`` × sum over the molecule's atoms + Σ ``atom_energy[Z]``.
+features (and, with ``sym_power = K > 0``, those of the weighted symmetric contraction
+Σ_ν w_Z Sym^ν(F) of the last ``sym_power_levels`` levels' features, :class:`~so3net.nn.SymPowerReadout`,
+docs/cormorant.md) -> per-atom MLP -> ``energy_scale`` × sum over the molecule's atoms + Σ ``atom_energy[Z]``.
 Complex features use the complex basis of DESIGN.md (complex64 for float32 weights, complex128
 after ``.double()``).
 """
@@ -22,7 +24,8 @@ from torch import nn
 
 from ..data.neighbors import radius_graph
 from ..nn import (AtomMLP, BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, RadPolyTrig, SoftCutoff,
-                  edge_harmonics, edge_operand, edge_vectors, invariants, num_invariants, pair_dots, smooth_switch)
+                  SymPowerReadout, edge_harmonics, edge_operand, edge_vectors, invariants, num_invariants, pair_dots,
+                  smooth_switch)
 from ..nn.positions import check_finite_positions, check_separation
 from ..nn.radial import SOFT_MODES
 from ..types import SO3vec
@@ -63,6 +66,8 @@ class CormorantConfig:
     norm: str = "none"                         # "none" | "part" (PartNorm after each CG layer)
     readout_hidden: tuple[int, ...] = (256,)
     activation: str = "leakyrelu"
+    sym_power: int = 0                         # K > 0: symmetric-power read-out Σ_{ν<=K} w_Z Sym^ν(F) (0: off)
+    sym_power_levels: int = 1                  # ... of the features of the last this many CG levels
 
     def __post_init__(self):
         if self.num_cg_levels < 1 or self.maxl < 0 or self.max_sh < 0 or self.num_channels < 1:
@@ -76,6 +81,10 @@ class CormorantConfig:
         if self.hard_cut_rad <= 0 or not 0 <= self.hard_cut_switch <= self.hard_cut_rad:
             raise ValueError(f"need hard_cut_rad > 0 and 0 <= hard_cut_switch <= hard_cut_rad, "
                              f"got {self.hard_cut_rad} and {self.hard_cut_switch}")
+        if self.sym_power < 0 or (self.sym_power and not 1 <= self.sym_power_levels <= self.num_cg_levels):
+            raise ValueError(f"need sym_power >= 0 (0: off) and 1 <= sym_power_levels <= num_cg_levels; got "
+                             f"sym_power={self.sym_power}, sym_power_levels={self.sym_power_levels}, "
+                             f"num_cg_levels={self.num_cg_levels}")
         if len(set(self.species)) != len(self.species) or min(self.species) < 1:
             raise ValueError(f"species must be distinct atomic numbers >= 1, got {self.species}")
 
@@ -117,8 +126,10 @@ class Cormorant(nn.Module):
             self.cg_layers.append(layer)
             self.norms.append(PartNorm(layer.tau_out) if cfg.norm == "part" else nn.Identity())
             tau = layer.tau_out
-        self.readout = AtomMLP(sum(num_invariants(l.tau_out) for l in self.cg_layers), cfg.readout_hidden,
-                               1, cfg.activation)
+        self.sym_powers = nn.ModuleList(SymPowerReadout(C, cfg.maxl, cfg.sym_power, len(cfg.species))
+                                        for _ in range(cfg.sym_power_levels if cfg.sym_power else 0))
+        self.readout = AtomMLP(sum(num_invariants(l.tau_out) for l in self.cg_layers)
+                               + sum(p.num_out for p in self.sym_powers), cfg.readout_hidden, 1, cfg.activation)
         self.energy_scale = nn.Buffer(torch.ones(()))
         self.atom_energy = nn.Buffer(torch.zeros(len(cfg.species)))
 
@@ -191,7 +202,12 @@ class Cormorant(nn.Module):
 
     def atom_energies(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """Energy contribution of every atom, (N,)."""
-        inv = torch.cat([invariants(x) for x in self.features(positions, species, batch)], 1)
+        levels = self.features(positions, species, batch)
+        inv = [invariants(x) for x in levels]
+        if len(self.sym_powers):
+            idx = self.species_to_index(species)
+            inv += [power(x, idx) for x, power in zip(levels[len(levels) - len(self.sym_powers):], self.sym_powers)]
+        inv = torch.cat(inv, 1)
         out = self.readout(inv)[:, 0] * self.energy_scale
         return out + self.atom_energy[self.species_to_index(species)]
 

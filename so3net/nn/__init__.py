@@ -7,7 +7,9 @@ from .linear import SO3Linear, init_complex_weight
 from .norm import PartNorm, part_norm
 from .radial import BesselBasis, RadPolyTrig, SoftCutoff, cosine_cutoff, smooth_switch
 from .readout import AtomMLP, invariants, num_invariants
+from .power_layer import SymPowerReadout
 
 __all__ = ["CGLayer", "EdgeLevel", "edge_operand", "Neighbours", "edge_harmonics", "edge_vectors", "pair_dots",
            "SO3Linear", "init_complex_weight", "PartNorm", "part_norm", "BesselBasis", "RadPolyTrig", "SoftCutoff",
-           "cosine_cutoff", "smooth_switch", "AtomMLP", "invariants", "num_invariants"]
+           "cosine_cutoff", "smooth_switch", "AtomMLP", "invariants", "num_invariants",
+           "SymPowerReadout"]

@@ -1,6 +1,8 @@
-"""The training loop: energy and force losses, AMSGrad with a cosine schedule, checkpoints each epoch,
-``resume``, metrics CSV, learning curve, best model, and data-parallel training over
-``torch.distributed`` (launched with ``torchrun``; gloo on CPU, NCCL on GPU).
+"""The training loop: energy and force losses, AMSGrad with a cosine or plateau schedule, the
+training controls of :mod:`so3net.train.controls` (weight EMA, gradient clipping, a second stage,
+early stopping), checkpoints each epoch, ``resume``, metrics CSV (and TensorBoard), learning curve,
+best model, and data-parallel training over ``torch.distributed`` (launched with ``torchrun``;
+gloo on CPU, NCCL on GPU). Any model class can be trained (:mod:`so3net.train.potential`).
 
 Learning rate: cosine from ``lr`` to ``lr_min`` over the run's progress
 ``p = max(step / total_steps, elapsed / time_limit)``, so a time budget anneals fully instead of
@@ -28,12 +30,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..data import batch_indices, iterate_batches, load
-from ..models import Cormorant
+from ..data import batch_indices, iterate_batches
 from .checkpoint import check_resume_settings, check_writable, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .potential import Potential, fit_energy_reference
-from .report import append_csv, evaluate, plot_learning_curve, write_csv, write_json
+from .controls import EMA, EarlyStopping, Plateau, clip_gradients, cosine_rate
+from .datasets import load_split, reference_energies
+from .potential import Potential, build_model, model_species
+from .report import TensorBoardLog, append_csv, evaluate, plot_learning_curve, write_csv, write_json
 
 __all__ = ["Trainer", "train"]
 
@@ -43,30 +46,41 @@ PLOT_EVERY = 60.0  # seconds between redraws of the learning curve during a run 
 
 
 class Trainer:
-    """Train a Cormorant potential as described by a :class:`TrainConfig`."""
+    """Train a potential (Cormorant by default) as described by a :class:`TrainConfig`."""
 
     def __init__(self, config: TrainConfig, rank: int = 0, world_size: int = 1, log=print):
         self.cfg, self.rank, self.world_size, self.log = config, rank, world_size, log
         if config.batch_size < world_size:
             raise ValueError(f"batch_size {config.batch_size} is smaller than the {world_size} processes")
         torch.manual_seed(config.seed)
-        data = load(config.data)
-        self.split = data.split(config.n_train, config.n_valid, config.n_test, config.seed)
+        self.split = load_split(config)
         train = self.split.train
         if train.energies is None:
             raise ValueError(f"{config.data}: training needs energies, the data has none")
         if config.force_weight > 0 and train.forces is None:
             raise ValueError(f"{config.data}: force_weight > 0 but the data has no forces; set force_weight = 0")
         self.dtype = getattr(torch, config.dtype)
-        model = Cormorant(config.preset, **config.model).to(self.dtype).to(config.device)
-        reference = fit_energy_reference(train, model.config.species)
-        self.potential = Potential(model, reference, train.units).to(config.device)
-        residual = train.energies - _composition_energy(train, model.config.species, reference)
+        model = build_model(config.model_class, config.model, config.preset).to(self.dtype).to(config.device)
+        species = model_species(model, np.concatenate([part.species for part in self.split]))
+        reference = reference_energies(config, train, species, log=log if rank == 0 else _quiet)
+        self.potential = Potential(model, reference, train.units, species, config.model_class,
+                                   config.model).to(config.device)
+        residual = train.energies - _composition_energy(train, species, reference)
         self.var_e = float(max(residual.var(), 1e-12))
         self.var_f = float(max(train.forces.var(), 1e-12)) if train.forces is not None else 1.0
-        model.set_energy_reference(scale=math.sqrt(self.var_e))
+        if callable(getattr(model, "set_energy_reference", None)):
+            model.set_energy_reference(scale=math.sqrt(self.var_e))
+        elif rank == 0:
+            log(f"{config.model_class} has no set_energy_reference(scale=...): its energies are not scaled "
+                f"by the training residuals' standard deviation ({math.sqrt(self.var_e):.4g} {train.units['energy']})")
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, amsgrad=True,
                                           weight_decay=config.weight_decay)
+        self.ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
+        self.plateau = Plateau(config.lr, config.plateau_factor, config.plateau_patience, config.lr_min) \
+            if config.schedule == "plateau" else None
+        self.stopper = EarlyStopping(config.patience)
+        self.stage, self.stopped_early, self.grad_norm_max = 1, False, 0.0
+        self.tensorboard = TensorBoardLog(self.path("tensorboard")) if config.tensorboard and rank == 0 else None
         self.steps_per_epoch = len(batch_indices(len(train), config.batch_size, shuffle=False))
         self.total_steps = self.steps_per_epoch * config.epochs
         self.epoch, self.steps, self.history, self.best = 0, 0, [], float("inf")
@@ -86,8 +100,32 @@ class Trainer:
         return p
 
     def learning_rate(self, progress: float) -> float:
+        """The rate at run progress ``progress``: stage two's constant rate, the plateau schedule's
+        current rate, or the cosine schedule."""
         cfg = self.cfg
-        return cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if self.stage == 2:
+            return cfg.stage_two_lr
+        if self.plateau is not None:
+            return self.plateau.lr
+        return cosine_rate(cfg.lr, cfg.lr_min, progress)
+
+    def loss_weights(self) -> tuple[float, float]:
+        """(energy weight, force weight) of the current stage."""
+        cfg = self.cfg
+        if self.stage == 2:
+            return cfg.stage_two_energy_weight, (cfg.force_weight if cfg.stage_two_force_weight is None
+                                                 else cfg.stage_two_force_weight)
+        return cfg.energy_weight, cfg.force_weight
+
+    def begin_stage_two(self) -> None:
+        self.stage = 2
+        if not len(self.split.valid):      # the best training loss of stage one is not comparable
+            self.best = float("inf")
+            self.stopper.reset()
+        if self.rank == 0:
+            e, f = self.loss_weights()
+            self.log(f"stage two from step {self.steps}: energy weight {e:g}, force weight {f:g}, "
+                     f"lr {self.cfg.stage_two_lr:g}")
 
     # ------------------------------------------------------------- persistence
     def path(self, name: str) -> str:
@@ -98,7 +136,8 @@ class Trainer:
             return
         state = {"potential": self.potential.to_checkpoint(), "optimizer": self.optimizer.state_dict(),
                  "epoch": self.epoch, "steps": self.steps, "elapsed": self.elapsed(), "history": self.history,
-                 "best": self.best, "config": self.cfg.to_dict(), "torch_rng": torch.get_rng_state()}
+                 "best": self.best, "config": self.cfg.to_dict(), "torch_rng": torch.get_rng_state(),
+                 "controls": self.controls_state()}
         save_checkpoint(state, self.path(CHECKPOINT))  # atomic: a kill or failure keeps the previous one
 
     def restore(self) -> None:
@@ -112,23 +151,47 @@ class Trainer:
         self.epoch, self.steps, self.history, self.best = state["epoch"], state["steps"], state["history"], state["best"]
         self.elapsed_before, self.session_start = state["elapsed"], time.time()
         torch.set_rng_state(state["torch_rng"])
+        self.load_controls_state(state.get("controls", {}))
         if self.rank == 0:  # rows written after the checkpoint by the killed run are dropped
             write_csv(self.path("metrics.csv"), self.history)
+
+    def controls_state(self) -> dict:
+        return {"stage": self.stage, "ema": None if self.ema is None else self.ema.state_dict(),
+                "plateau": None if self.plateau is None else self.plateau.state_dict(),
+                "stopper": self.stopper.state_dict()}
+
+    def load_controls_state(self, state: dict) -> None:
+        """Restore the controls; a checkpoint made without one of them (EMA, plateau) must not be
+        resumed with it switched on."""
+        for name, control in (("ema", self.ema), ("plateau", self.plateau)):
+            if control is not None:
+                if state.get(name) is None:
+                    raise ValueError(f"--resume: the checkpoint was made without {name} (ema_decay / schedule "
+                                     "settings differ); resume with the settings of the original run")
+                control.load_state_dict(state[name])
+        if "stopper" in state:
+            self.stopper.load_state_dict(state["stopper"])
+        self.stage = state.get("stage", 1)
+
+    def averaged_state(self) -> dict | None:
+        """The weights to validate, save as best and test: the EMA ones, or None (the raw weights)."""
+        return None if self.ema is None else self.ema.state_dict_of(self.potential.model)
 
     # ------------------------------------------------------------- one step
     def loss(self, b, counts: tuple[int, int]) -> torch.Tensor:
         """This rank's share of the normalised loss of the global batch (``counts`` = global
         molecules, global atoms)."""
-        cfg, model = self.cfg, self.potential.model
+        model = self.potential.model
+        energy_weight, force_weight = self.loss_weights()
         pos = b.positions.to(self.dtype)
         target_e = (b.energies - self.potential.reference_energy(b.species, b.batch, b.n_molecules)).to(self.dtype)
-        if cfg.force_weight > 0:
+        if force_weight > 0:
             energies, forces = model.energy_and_forces(pos, b.species, b.batch, create_graph=True)
             f_term = ((forces - b.forces.to(self.dtype)) ** 2).sum() / (3 * counts[1] * self.var_f)
         else:
             energies, f_term = model(pos, b.species, b.batch), 0.0
         e_term = ((energies - target_e) ** 2).sum() / (counts[0] * self.var_e)
-        return cfg.energy_weight * e_term + cfg.force_weight * f_term
+        return energy_weight * e_term + force_weight * f_term
 
     def step(self, b) -> float | None:
         """One optimiser step on this rank's share ``b`` of a global batch; the global batch's loss,
@@ -141,6 +204,8 @@ class Trainer:
         if progress >= 1.0:
             self.out_of_time = self.cfg.time_limit is not None
             return None
+        if self.stage == 1 and self.cfg.stage_two_start is not None and progress >= self.cfg.stage_two_start:
+            self.begin_stage_two()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(progress)
         params = list(self.potential.model.parameters())
@@ -158,7 +223,11 @@ class Trainer:
             for p, g in zip(params, torch.split(flat[:-1], [g.numel() for g in grads])):
                 p.grad = g.view_as(p).clone()
             value = flat[-1:].double()
+        if self.cfg.clip_grad_norm is not None:
+            self.grad_norm_max = max(self.grad_norm_max, clip_gradients(params, self.cfg.clip_grad_norm))
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.potential.model)
         self.steps += 1
         return float(value)
 
@@ -188,32 +257,65 @@ class Trainer:
         self.session_start = time.time()
         if resume:
             self.restore()
-        while self.epoch < cfg.epochs and not self.out_of_time:
+        while self.epoch < cfg.epochs and not self.out_of_time and not self.stopped_early:
+            self.grad_norm_max = 0.0
             train_loss = self.run_epoch()
             if self.out_of_time and math.isnan(train_loss):
                 break
             self.epoch += 1
             row = {"epoch": self.epoch, "train_loss": train_loss, "lr": self.optimizer.param_groups[0]["lr"],
                    "seconds": self.elapsed()}
-            if len(self.split.valid) and self.rank == 0:
-                v = evaluate(self.potential, self.split.valid, forces=self.split.valid.forces is not None)
-                row.update(valid_energy_mae=v["energy_mae"], valid_force_mae=v.get("force_mae", float("nan")))
-                score = v["energy_mae"] / math.sqrt(self.var_e) + v.get("force_mae", 0.0) / math.sqrt(self.var_f)
-            else:
-                score = train_loss
+            if cfg.stage_two_start is not None:
+                row["stage"] = self.stage
+            if cfg.clip_grad_norm is not None:
+                row["grad_norm_max"] = self.grad_norm_max     # before clipping
+            score = self.epoch_score(row, train_loss)
             self.history.append(row)
             if self.rank == 0:
                 self._record(row, score)
+            self.end_of_epoch_controls(score)
         if self.out_of_time and self.rank == 0:
             self.log(f"time limit of {cfg.time_limit:.0f} s reached after {self.steps} steps ({self.epoch} epochs)")
         return self.finish()
 
+    def epoch_score(self, row: dict, train_loss: float) -> float:
+        """The validation score (normalised energy + force MAE, of the EMA weights when averaging) added
+        to ``row``; the training loss without a validation set. Every rank gets rank 0's score."""
+        score = train_loss
+        if len(self.split.valid) and self.rank == 0:
+            if self.ema is not None:
+                with self.ema.averaged(self.potential.model):
+                    v = evaluate(self.potential, self.split.valid, forces=self.split.valid.forces is not None)
+            else:
+                v = evaluate(self.potential, self.split.valid, forces=self.split.valid.forces is not None)
+            row.update(valid_energy_mae=v["energy_mae"], valid_force_mae=v.get("force_mae", float("nan")))
+            score = v["energy_mae"] / math.sqrt(self.var_e) + v.get("force_mae", 0.0) / math.sqrt(self.var_f)
+        if self.world_size > 1:   # the plateau schedule and early stopping must decide alike on all ranks
+            shared = torch.tensor([score], dtype=torch.float64)
+            dist.broadcast(shared, 0)
+            score = float(shared[0])
+        return score
+
+    def end_of_epoch_controls(self, score: float) -> None:
+        """The plateau schedule and early stopping see the epoch's score."""
+        if self.plateau is not None and self.stage == 1:
+            before = self.plateau.lr
+            if self.plateau.epoch_end(score) < before and self.rank == 0:
+                self.log(f"plateau: learning rate {before:.3g} -> {self.plateau.lr:.3g}")
+        if self.stopper.epoch_end(score):
+            self.stopped_early = True
+            if self.rank == 0:
+                self.log(f"early stopping: no better score in the last {self.cfg.patience} epochs "
+                         f"(epoch {self.epoch})")
+
     def _record(self, row: dict, score: float) -> None:
         if score < self.best:
             self.best = score
-            save_checkpoint(self.potential.to_checkpoint(), self.path(BEST))
+            save_checkpoint(self.potential.to_checkpoint(self.averaged_state()), self.path(BEST))
         self.save()
         append_csv(self.path("metrics.csv"), row)
+        if self.tensorboard is not None:
+            self.tensorboard.write(row)
         if time.time() - self.plotted > PLOT_EVERY:  # drawing costs ~1 s: live plot, not every tiny epoch
             self.plot()
         summary = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch",))
@@ -228,10 +330,15 @@ class Trainer:
         if self.rank != 0:
             return {"test": None, "epochs": self.epoch, "data": self.cfg.data}
         self.plot()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         best = self.path(BEST)
-        potential = Potential.load(best, self.cfg.device) if os.path.exists(best) else self.potential
+        if not os.path.exists(best):   # no epoch finished: the current (averaged) weights are the best
+            torch.save(self.potential.to_checkpoint(self.averaged_state()), best)
+        potential = Potential.load(best, self.cfg.device)
         test = evaluate(potential, self.split.test, forces=self.split.test.forces is not None)
-        result = {"test": test, "epochs": self.epoch, "data": self.cfg.data, "best_model": best}
+        result = {"test": test, "epochs": self.epoch, "data": self.cfg.data, "best_model": best,
+                  "stopped_early": self.stopped_early}
         write_json(self.path("metrics.json"), result)
         return result
 
@@ -241,6 +348,10 @@ def _composition_energy(dataset, species, reference) -> np.ndarray:
     per_atom = np.asarray(reference)[[column[z] for z in dataset.species.tolist()]]
     mol = np.repeat(np.arange(len(dataset)), dataset.counts)
     return np.bincount(mol, weights=per_atom, minlength=len(dataset))
+
+
+def _quiet(*_):
+    pass
 
 
 def _progress(iterable, total, desc, enabled):

@@ -10,7 +10,7 @@ import torch
 
 from ..data import iterate_batches
 
-__all__ = ["evaluate", "append_csv", "write_csv", "write_json", "plot_learning_curve"]
+__all__ = ["evaluate", "append_csv", "write_csv", "write_json", "plot_learning_curve", "TensorBoardLog"]
 
 
 def evaluate(potential, dataset, batch_size: int = 32, forces: bool = True) -> dict:
@@ -19,7 +19,7 @@ def evaluate(potential, dataset, batch_size: int = 32, forces: bool = True) -> d
     was_training = model.training
     model.eval()
     e_err, f_err = [], []
-    dtype, device = model.dtype, potential.reference.device
+    dtype, device = potential.dtype, potential.reference.device
     for b in iterate_batches(dataset, batch_size, shuffle=False, dtype=torch.float64, device=device):
         pos = b.positions.to(dtype)
         if forces and b.forces is not None:
@@ -99,3 +99,26 @@ def plot_learning_curve(history: list[dict], path: str, units: dict) -> None:
     fig.subplots_adjust(left=0.1 if curves else 0.16, right=0.98, bottom=0.14, top=0.95, wspace=0.32)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+class TensorBoardLog:
+    """Each epoch's row (the columns of metrics.csv) as TensorBoard scalars, step = epoch, in
+    ``folder``. Needs the optional ``tensorboard`` package (``pip install 'so3net[tensorboard]'``)."""
+
+    def __init__(self, folder: str):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise ValueError(f"tensorboard = true needs the tensorboard package ({err}); install it with "
+                             "pip install 'so3net[tensorboard]' (or pip install tensorboard), or set "
+                             "tensorboard = false") from None
+        self.writer = SummaryWriter(folder)
+
+    def write(self, row: dict) -> None:
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, (int, float)) and np.isfinite(value):
+                self.writer.add_scalar(key, value, row["epoch"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
