@@ -19,6 +19,7 @@ Constructors::
 from __future__ import annotations
 
 import numbers
+import weakref
 
 import torch
 
@@ -43,10 +44,13 @@ class PartViews(dict):
     out-of-place ops, or assign). Assigning ``v.parts[l] = t`` packs the vector anew with ``t`` as
     part l (a copy). Parts cannot be removed or added."""
 
-    __slots__ = ("_owner",)
+    __slots__ = ("_owner",)            # a weak reference: no cycle, so a vector is freed as soon as unused
 
     def __setitem__(self, l, t):
-        self._owner._set_part(l, t)
+        owner = self._owner()
+        if owner is None:
+            raise RuntimeError("these parts belong to an SO3vec that no longer exists; assign to a live vector's parts")
+        owner._set_part(l, t)
 
     def _refuse(self, *args, **kwargs):
         raise TypeError("SO3vec parts cover l = 0..L and cannot be removed or added in bulk; "
@@ -62,7 +66,7 @@ class SO3vec:
     """Parts l = 0..L of one batch shape, dtype, device and basis, stored as one packed tensor
     (see the module docstring)."""
 
-    __slots__ = ("_packed", "_tau", "_parts", "basis")
+    __slots__ = ("_packed", "_tau", "_parts", "basis", "__weakref__")
 
     def __init__(self, arg, fill: str | None = None, *, batch=None, dtype=None, device=None,
                  basis: str | None = None, generator: torch.Generator | None = None):
@@ -111,7 +115,7 @@ class SO3vec:
                 pieces = split_packed(self._packed, sizes)
             views = PartViews((l, piece.unflatten(-1, (2 * l + 1, n)))
                               for (l, n), piece in zip(enumerate(self._tau), pieces))
-            views._owner = self
+            views._owner = weakref.ref(self)
             if self._parts is current:     # another thread may have made them meanwhile: keep those
                 self._parts = views
         return self._parts
@@ -138,7 +142,7 @@ class SO3vec:
         vec = SO3vec._wrap(self._packed, self._tau, self.basis)
         if self._parts is not None:
             views = PartViews(self._parts)
-            views._owner = vec
+            views._owner = weakref.ref(vec)
             vec._parts = views
         return vec
 
