@@ -77,6 +77,8 @@ def test_forward_returns_the_vector_the_checked_constructors_make():
     checked = SO3vec.from_packed(packed, (1,) * 6)
     assert SO3vec(v.parts).tau == checked.tau and v.batch == (2, 3) and v.dtype == C128
     for slot in SO3vec.__slots__:
+        if slot == "__weakref__":
+            continue
         a, b = getattr(v, slot), getattr(checked, slot)
         if slot == "_parts":                   # made on first use
             a, b = dict(v.parts), dict(checked.parts)
