@@ -12,24 +12,10 @@ import torch
 from so3net.models import PRESETS, Cormorant, CormorantConfig
 from so3net.wigner import random_rotation, wigner_D_from_matrix
 
+from helpers import molecules
+
 ETHANOL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "ethanol_ccsd_t-train.npz"
 SMALL = dict(num_cg_levels=2, num_channels=3, maxl=2, max_sh=2)
-
-
-def molecules(counts, seed, dtype=torch.float64):
-    """Random molecules of H, C, N, O with atoms at least 0.9 Å apart; flattened with a batch index."""
-    g = torch.Generator().manual_seed(seed)
-    pos, species = [], []
-    for n in counts:
-        atoms = []
-        while len(atoms) < n:
-            p = 1.6 * torch.randn(3, dtype=torch.float64, generator=g)
-            if all(float((p - q).norm()) > 0.9 for q in atoms):
-                atoms.append(p)
-        pos.append(torch.stack(atoms))
-        species.append(torch.tensor([1, 6, 7, 8])[torch.randint(0, 4, (n,), generator=g)])
-    batch = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
-    return torch.cat(pos).to(dtype), torch.cat(species), batch
 
 
 def model_for(dtype, seed=0, **overrides):

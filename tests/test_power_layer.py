@@ -12,21 +12,8 @@ from so3net.train import Potential, TrainConfig, Trainer
 from so3net.types import SO3vec
 from so3net.wigner import random_rotation
 
+from helpers import molecules
 
-
-def molecules(counts, seed):
-    """Random molecules of H, C, N, O with atoms at least 0.9 Å apart; flattened with a batch index."""
-    g = torch.Generator().manual_seed(seed)
-    pos, species = [], []
-    for n in counts:
-        atoms = []
-        while len(atoms) < n:
-            p = 1.6 * torch.randn(3, dtype=torch.float64, generator=g)
-            if all(float((p - q).norm()) > 0.9 for q in atoms):
-                atoms.append(p)
-        pos.append(torch.stack(atoms))
-        species.append(torch.tensor([1, 6, 7, 8])[torch.randint(0, 4, (n,), generator=g)])
-    return torch.cat(pos), torch.cat(species), torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
 
 
 def rel_err(a, b):

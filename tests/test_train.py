@@ -17,10 +17,11 @@ import torch
 from so3net.cli import main
 from so3net.data import MolecularDataset, iterate_batches
 from so3net.models import Cormorant
-from so3net.train import TrainConfig, Trainer, fit_energy_reference, load_config
+from so3net.train import Trainer, fit_energy_reference, load_config
+
+from helpers import TINY, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = {"num_cg_levels": 1, "num_channels": 2, "maxl": 1, "max_sh": 1, "readout_hidden": (8,)}
 TINY_TOML = """\
 n_train = {n_train}
 n_valid = 4
@@ -34,13 +35,6 @@ maxl = 1
 max_sh = 1
 readout_hidden = [8]
 """
-
-
-def tiny_config(tmp_path, **changes) -> TrainConfig:
-    settings = dict(n_train=12, n_valid=4, n_test=4, epochs=2, batch_size=4, run_dir=str(tmp_path / "run"),
-                    progress=False, model=dict(TINY))
-    settings.update(changes)
-    return TrainConfig(**settings)
 
 
 def quiet(*_):

@@ -6,7 +6,6 @@ Tiny models on a few molecules of the shipped GFN2-xTB ethanol set keep every te
 """
 import argparse
 import json
-import math
 import os
 import sys
 from dataclasses import fields
@@ -16,21 +15,14 @@ import ase.io
 import numpy as np
 import pytest
 import torch
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from so3net.cli import _train_parser, main
 from so3net.data import energy_factor, load
-from so3net.train import Potential, TrainConfig, Trainer, evaluate, fit_energy_reference
+from so3net.train import Potential, TrainConfig, Trainer, evaluate
 from so3net.train.controls import EMA, EarlyStopping, Plateau
 
-TINY = {"num_cg_levels": 1, "num_channels": 2, "maxl": 1, "max_sh": 1, "readout_hidden": (8,)}
+from helpers import TINY, tiny_config
 
-
-def tiny_config(tmp_path, **changes) -> TrainConfig:
-    settings = dict(n_train=12, n_valid=4, n_test=4, epochs=2, batch_size=4, run_dir=str(tmp_path / "run"),
-                    progress=False, model=dict(TINY))
-    settings.update(changes)
-    return TrainConfig(**settings)
 
 
 def quiet(*_):

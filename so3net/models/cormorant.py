@@ -27,6 +27,7 @@ from ..nn import (AtomMLP, BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm
                   SymPowerReadout, edge_harmonics, edge_operand, edge_vectors, invariants, num_invariants, pair_dots,
                   smooth_switch)
 from ..nn.positions import check_finite_positions, check_separation
+from ..nn.species import species_rows, species_table
 from ..nn.radial import SOFT_MODES
 from ..types import SO3vec
 
@@ -110,9 +111,7 @@ class Cormorant(nn.Module):
             raise ValueError(f"unknown Cormorant options {unknown}; valid options are {sorted(names)}")
         self.config = cfg = replace(config, **overrides)
         C, L = cfg.num_channels, cfg.num_cg_levels
-        table = torch.full((max(cfg.species) + 1,), -1, dtype=torch.long)
-        table[list(cfg.species)] = torch.arange(len(cfg.species))
-        self.species_index = nn.Buffer(table, persistent=False)
+        self.species_index = nn.Buffer(species_table(cfg.species), persistent=False)
         self.embed = nn.Linear(len(cfg.species) * (cfg.charge_power + 1), 2 * C)
         self.radial = nn.ModuleList(self._radial() for _ in range(L))
         num_basis = self.radial[0].num_basis
@@ -146,13 +145,7 @@ class Cormorant(nn.Module):
 
     def species_to_index(self, species: torch.Tensor) -> torch.Tensor:
         """Row of each atomic number in ``config.species``; raises on unknown elements."""
-        species = species.to(torch.long)
-        bad = (species < 0) | (species >= len(self.species_index))
-        idx = self.species_index[species.clamp(0, len(self.species_index) - 1)]
-        if bool((bad | (idx < 0)).any()):
-            unknown = sorted(set(species[bad | (idx < 0)].tolist()))
-            raise ValueError(f"atomic numbers {unknown} are not in this model's species {self.config.species}")
-        return idx
+        return species_rows(self.species_index, species, f"this model's species {self.config.species}")
 
     def atom_scalars(self, species: torch.Tensor) -> torch.Tensor:
         """One-hot species times charge powers ``(Z / charge_scale)^p``: (N, S (charge_power + 1))."""

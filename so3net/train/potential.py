@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..models import Cormorant
+from ..nn.species import species_rows, species_table
 from .checkpoint import load_checkpoint
 from .config import DEFAULT_MODEL_CLASS
 
@@ -88,9 +89,7 @@ class Potential(torch.nn.Module):
         if len(reference) != len(self.species):
             raise ValueError(f"{len(reference)} reference energies for the {len(self.species)} elements {self.species}")
         self.register_buffer("reference", torch.as_tensor(reference, dtype=torch.float64))
-        table = torch.full((max(self.species) + 1,), -1, dtype=torch.long)
-        table[list(self.species)] = torch.arange(len(self.species))
-        self.register_buffer("species_index", table, persistent=False)
+        self.register_buffer("species_index", species_table(self.species), persistent=False)
         self.units = dict(units)
         self.model_class, self.model_options = model_class, dict(model_options or {})
 
@@ -103,13 +102,7 @@ class Potential(torch.nn.Module):
         return torch.get_default_dtype()
 
     def species_to_index(self, species: torch.Tensor) -> torch.Tensor:
-        species = species.to(torch.long)
-        bad = (species < 0) | (species >= len(self.species_index))
-        idx = self.species_index[species.clamp(0, len(self.species_index) - 1)]
-        if bool((bad | (idx < 0)).any()):
-            unknown = sorted(set(species[bad | (idx < 0)].tolist()))
-            raise ValueError(f"atomic numbers {unknown} are not among this potential's elements {self.species}")
-        return idx
+        return species_rows(self.species_index, species, f"this potential's elements {self.species}")
 
     def reference_energy(self, species: torch.Tensor, batch: torch.Tensor, n_molecules: int) -> torch.Tensor:
         per_atom = self.reference[self.species_to_index(species)]
