@@ -28,6 +28,7 @@ import importlib
 import os
 import threading
 import warnings
+from types import ModuleType
 
 import torch
 
@@ -144,9 +145,9 @@ def message_passing_product(edge: torch.Tensor, node: torch.Tensor, src: torch.T
     strategy of :mod:`.message` (outer products of each atom's padded neighbour list, then one
     sparse CG contraction: dense batched matmuls, 2.7x the per-edge evaluation on Cormorant's
     edges); everything else goes per edge."""
-    if weights is None and _choose(backend, edge.device) in ("native", "torch"):
+    engine = resolve(backend, edge)
+    if weights is None and not isinstance(engine, ModuleType):     # "native" or "torch": torch_cg engines
         from . import message
         if message.covers(plan):
-            resolve(backend, edge)                  # the backend must be able to run here (checks, errors)
             return message.message_passing_product(edge, node, src, dst, plan, num_nodes)
-    return resolve(backend, edge).message_passing_product(edge, node, src, dst, plan, weights, num_nodes)
+    return engine.message_passing_product(edge, node, src, dst, plan, weights, num_nodes)

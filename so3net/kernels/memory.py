@@ -28,6 +28,7 @@ pool off; the tests pin that values never depend on it.
 from __future__ import annotations
 
 import ctypes
+import math
 import mmap
 import os
 import sys
@@ -186,9 +187,7 @@ def empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor
     """``torch.empty(shape)``; on the CPU and from :data:`HUGE_PAGE_MIN_BYTES` on, on recycled
     mappings advised onto huge pages (module docstring)."""
     device = torch.device(device)
-    numel = 1
-    for s in shape:
-        numel *= s
+    numel = math.prod(shape)
     nbytes = numel * dtype.itemsize
     if device.type == "cpu" and nbytes >= HUGE_PAGE_MIN_BYTES:
         view = _POOL.take(nbytes)

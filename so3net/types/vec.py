@@ -3,7 +3,7 @@
 Storage: one packed tensor ``v.packed()`` of shape ``(b..., dim)`` (shared with the kernels,
 :mod:`so3net.plan`): part l flattened row-major from ``(2l+1, tau[l])`` at offset
 ``sum_{l'<l} (2l'+1) tau[l']``. ``v.parts`` maps every l = 0..L to a view ``(b..., 2l+1, tau[l])``
-of it (a part with zero fragments is an empty view), all made by one ``torch.split``: per-part
+of it (a part with zero fragments is an empty view), all made by one split node: per-part
 code reads the packed storage without copying, and the backward of any mix of per-part uses writes
 the packed gradient once. Products, arithmetic, ``rotate`` and the Fourier transforms read and
 write packed tensors. ``v.tau`` is its ``SO3type``. Layout, dtypes and the group action are those
@@ -79,8 +79,8 @@ class SO3vec:
             extra = [k for k, v in (("batch", batch), ("dtype", dtype), ("device", device),
                                     ("generator", generator)) if v is not None]
             if extra:
-                raise ValueError(f"SO3vec(v) of an SO3vec takes no {', '.join(extra)}: use v.to(...) or "
-                                 f"v.expand-style products to change them")
+                raise ValueError(f"SO3vec(v) of an SO3vec takes no {', '.join(extra)}: it shares v's storage; "
+                                 f"use v.to(...) to change dtype or device")
             self._set(arg.packed(), arg._tau, arg.basis)
             return
         if isinstance(arg, dict) or (isinstance(arg, (list, tuple)) and arg and
