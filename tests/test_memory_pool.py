@@ -1,5 +1,9 @@
 """Large CPU outputs come from a pool of recycled mappings (so3net.kernels.memory): a mapping is
 handed out again only when no tensor uses it, and values never depend on the pool."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -80,3 +84,39 @@ def test_environment_setting_is_checked(monkeypatch):
         memory._limit_from_environment()
     monkeypatch.setenv("SO3NET_POOL_BYTES", "0")
     assert memory._limit_from_environment() == 0
+
+
+FAULTS_SCRIPT = """
+import resource, torch
+import so3net.kernels.memory as memory
+keep = torch.ones(64 << 20 >> 2)                  # a live block above the churn, as a model's weights are
+for _ in range(3):                                # warm: the freed blocks become reusable heap
+    t = torch.ones(4 << 20); u = torch.ones(4 << 20); del t, u
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):                               # 16 MB tensors made and freed, as one layer after another does
+    t = torch.ones(4 << 20); u = torch.ones(4 << 20); del t, u
+print(memory.malloc_tuned(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt exists only on Linux")
+@pytest.mark.parametrize("tuning", ["1", "0"])
+def test_malloc_tuning_keeps_freed_medium_tensors_mapped(tuning):
+    """With the tuning (the default) 40 fresh 16 MB tensors fault in no new pages; without it glibc
+    hands their pages back and faults them in again (about 4 000 faults per tensor)."""
+    env = {**os.environ, "SO3NET_MALLOC_TUNING": tuning}
+    out = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT], env=env, capture_output=True, text=True, check=True)
+    tuned, faults = out.stdout.split()
+    if tuned == "False" and tuning == "1":
+        pytest.skip("the C library is not glibc: mallopt was not accepted")
+    assert tuned == ("True" if tuning == "1" else "False")
+    if tuning == "1":
+        assert int(faults) < 2000, f"{faults} page faults for 40 reused 16 MB tensors"
+    else:
+        assert int(faults) > 40 * 2000, f"only {faults} page faults without the tuning: the test no longer tells"
+
+
+def test_malloc_tuning_setting_is_checked():
+    env = {**os.environ, "SO3NET_MALLOC_TUNING": "yes"}
+    out = subprocess.run([sys.executable, "-c", "import so3net"], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "SO3NET_MALLOC_TUNING must be 1" in out.stderr

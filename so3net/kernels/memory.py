@@ -24,6 +24,16 @@ pages already mapped), the least recently used ones beyond the limit are unmappe
 are ordinary CPU tensors with non-resizable storage (``resize_`` to a larger size raises, as for
 any tensor made from a buffer). ``set_pool_limit(0)`` (or ``SO3NET_POOL_BYTES=0``) turns the
 pool off; the tests pin that values never depend on it.
+
+Medium tensors (torch's own, of every op): glibc returns the top of its heap to the system as soon
+as more than its trim threshold (twice the adaptive mmap threshold) lies free there, so a training
+step that frees and reallocates the same few-MB tensors every layer faults their pages in again
+each time: a Cormorant QM9 step on 25 molecules took 55 000 page faults (over 100 ms of a 585 ms
+step, 1 thread). At import (glibc only) :func:`tune_malloc` therefore sets glibc's mmap threshold to
+its maximum (32 MB: smaller blocks come from the heap) and its trim threshold out of reach, so freed
+heap memory is kept for reuse: 200 faults and 339 ms for the same step. The price is the one every
+caching allocator pays: the process keeps its peak heap size. ``SO3NET_MALLOC_TUNING=0`` leaves
+glibc's settings alone; :func:`malloc_tuned` says whether they were set.
 """
 from __future__ import annotations
 
@@ -36,7 +46,8 @@ import threading
 
 import torch
 
-__all__ = ["empty", "huge_pages_available", "HUGE_PAGE_MIN_BYTES", "pool_limit", "set_pool_limit", "pool_bytes"]
+__all__ = ["empty", "huge_pages_available", "HUGE_PAGE_MIN_BYTES", "pool_limit", "set_pool_limit", "pool_bytes",
+           "tune_malloc", "malloc_tuned"]
 
 HUGE_PAGE_MIN_BYTES = 8 << 20          # smaller outputs: glibc soon reuses freed memory without new faults
                                        # (advising heap memory between this and 32 MB is harmless)
@@ -57,6 +68,43 @@ def _load_madvise():
 
 
 _madvise = _load_madvise()
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3        # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD_BYTES = 32 << 20                      # glibc's largest accepted mmap threshold on 64-bit
+_malloc_tuned = False
+
+
+def tune_malloc() -> bool:
+    """Keep freed heap memory for reuse (module docstring): glibc's mmap threshold to 32 MB, its trim
+    threshold out of reach. Returns whether glibc accepted both (False where the C library is not
+    glibc); idempotent."""
+    global _malloc_tuned
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    _malloc_tuned = (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+                     and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1) or _malloc_tuned
+    return _malloc_tuned
+
+
+def malloc_tuned() -> bool:
+    """Whether :func:`tune_malloc` set glibc's thresholds in this process."""
+    return _malloc_tuned
+
+
+def _tuning_from_environment() -> bool:
+    value = os.environ.get("SO3NET_MALLOC_TUNING", "1").strip()
+    if value not in ("0", "1"):
+        raise ValueError(f"SO3NET_MALLOC_TUNING must be 1 (tune glibc's malloc, the default) or 0, got {value!r}")
+    return value == "1"
+
+
+if _tuning_from_environment():
+    tune_malloc()
 
 
 def huge_pages_available() -> bool:
