@@ -112,3 +112,39 @@ def test_dispatch_routes_unweighted_uniform_channel_wise_plans_to_the_outer_stra
     dispatch.message_passing_product(torch.randn(3, full.dim1, dtype=C128), torch.randn(3, full.dim2, dtype=C128),
                                      src, dst, full, backend=name)                      # not channel-wise
     assert calls == [1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(num_nodes=st.integers(1, 40), num_edges=st.integers(0, 200), max_buckets=st.integers(1, 4),
+       seed=st.integers(0, 10_000))
+def test_buckets_hold_every_edge_once_in_fewer_slots(num_nodes, num_edges, max_buckets, seed):
+    """Neighbours.buckets: the same (src, dst) edges, each once and in slot order, every row's node
+    at most once, atoms without neighbours in no bucket, never more padded slots than one list."""
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, num_nodes, (num_edges,), generator=g)
+    dst = torch.randint(0, num_nodes, (num_edges,), generator=g)
+    nbrs = Neighbours.from_edges(src, dst, num_nodes)
+    lists = nbrs.buckets(max_buckets)
+    assert 1 <= len(lists) <= max_buckets
+    assert sum(b.src.numel() for b in lists) <= nbrs.src.numel()
+
+    def edges(b):
+        rows, slots = b.mask.nonzero(as_tuple=True)
+        return [(int(b.rows()[r]), int(s), int(b.src[r, s])) for r, s in zip(rows, slots)]
+    assert sorted(e for b in lists for e in edges(b)) == sorted(edges(nbrs))
+    rows = torch.cat([b.rows() for b in lists])
+    assert len(set(rows.tolist())) == len(rows)
+    if lists[0] is not nbrs:
+        assert set(rows.tolist()) == set(dst.tolist())
+
+
+def test_buckets_cut_where_the_padding_is_least():
+    """Degrees 1 x 10 and 8 x 2: one list has 12 x 8 slots, two buckets 10 x 1 + 2 x 8."""
+    dst = torch.tensor([i for i in range(10)] + [10] * 8 + [11] * 8)
+    src = (dst + 1) % 12
+    nbrs = Neighbours.from_edges(src, dst, 12)
+    lists = nbrs.buckets(3)
+    assert [tuple(b.src.shape) for b in lists] == [(10, 1), (2, 8)]
+    assert len(nbrs.buckets(1)) == 1 and nbrs.buckets(1)[0] is nbrs
+    uniform_degree = Neighbours.from_edges(torch.arange(6) % 3, torch.arange(6) // 2, 3)
+    assert len(uniform_degree.buckets(3)) == 1 and uniform_degree.buckets(3)[0] is uniform_degree

@@ -268,10 +268,13 @@ def channelwise_product(x: torch.Tensor, y: torch.Tensor, plan: CGPlan) -> torch
 
 @dataclass(frozen=True)
 class Neighbours:
-    """Padded neighbour lists: slot ``(i, k)`` holds the k-th neighbour of node i; ``src (N, d)``
-    (the number of source nodes in empty slots), ``mask (N, d)``. d is the largest neighbour count: memory N d, never N²."""
+    """Padded neighbour lists: slot ``(i, k)`` holds the k-th neighbour of destination row i;
+    ``src (n, d)`` (the number of source nodes in empty slots), ``mask (n, d)``. d is the largest
+    neighbour count: memory n d, never n². ``dst (n,)``: the destination node of every row, or None
+    when row i is node i (all nodes, in order); :meth:`buckets` makes lists of some nodes."""
     src: torch.Tensor
     mask: torch.Tensor
+    dst: torch.Tensor | None = None
 
     @staticmethod
     def from_edges(src: torch.Tensor, dst: torch.Tensor, num_nodes: int, num_sources: int | None = None) -> "Neighbours":
@@ -286,6 +289,68 @@ class Neighbours:
             slots = torch.full((num_nodes, d), num_sources, dtype=torch.long, device=dst.device)
             slots[dst[order], rank] = src[order]
         return Neighbours(slots, slots < num_sources)
+
+    def rows(self) -> torch.Tensor:
+        """The destination node of every row (``dst``, or ``arange(n)``)."""
+        return torch.arange(self.src.shape[0], device=self.src.device) if self.dst is None else self.dst
+
+    def buckets(self, max_buckets: int = 3, min_saving: float = 0.05) -> list["Neighbours"]:
+        """The same edges as up to ``max_buckets`` lists of nodes grouped by neighbour count, each
+        padded to its own largest count (empty slots cost as much as edges in every padded op).
+
+        Nodes are sorted by count and cut where the padded slots ``sum_g n_g d_g`` are fewest (exact,
+        by dynamic programming); a bucket is added only if it saves at least ``min_saving`` of the
+        single list's slots. Every edge is in exactly one bucket, in its slot order; a node without
+        neighbours is in none. Returns ``[self]`` when bucketing saves too little."""
+        if max_buckets < 1:
+            raise ValueError(f"max_buckets must be >= 1, got {max_buckets}")
+        with torch.no_grad():
+            deg = self.mask.sum(1)
+            order = torch.argsort(deg, stable=True)
+            counts = deg[order].tolist()
+        n, full = len(counts), len(counts) * (self.src.shape[1] if counts else 0)
+        first = next((i for i, c in enumerate(counts) if c), n)      # nodes without neighbours: no bucket
+        cuts = self._best_cuts(counts, first, max_buckets, min_saving * full)
+        if cuts is None:
+            return [self]
+        rows = self.rows()
+        out = []
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            sel, d = order[lo:hi], counts[hi - 1]
+            out.append(Neighbours(self.src[sel, :d], self.mask[sel, :d], rows[sel]))
+        return out
+
+    @staticmethod
+    def _best_cuts(counts: list[int], first: int, max_buckets: int, min_gain: float) -> list[int] | None:
+        """Cut points ``first = c_0 < ... < c_K = n`` of the sorted counts minimising the padded
+        slots, each extra bucket saving at least ``min_gain``; None when one list is best. Cuts fall
+        only where the count changes, so the dynamic programme runs over the distinct counts."""
+        n = len(counts)
+        if n == first:
+            return None
+        ends = [i + 1 for i in range(first, n) if i + 1 == n or counts[i + 1] != counts[i]]   # group ends
+        starts = [first] + ends[:-1]
+        m = len(ends)
+        # best[k][g]: fewest slots covering groups g.. with k buckets, and the group after the first bucket
+        best = [[(float("inf"), m)] * (m + 1) for _ in range(max_buckets + 1)]
+        for k in range(1, max_buckets + 1):
+            best[k][m] = (0, m)
+            for g in range(m - 1, -1, -1):
+                if k == 1:
+                    best[k][g] = ((n - starts[g]) * counts[-1], m)
+                    continue
+                best[k][g] = min(((ends[h - 1] - starts[g]) * counts[ends[h - 1] - 1] + best[k - 1][h][0], h)
+                                 for h in range(g + 1, m + 1))
+        k = 1
+        while k < max_buckets and best[k][0][0] - best[k + 1][0][0] >= max(min_gain, 1):
+            k += 1
+        if k == 1 and first == 0:
+            return None
+        cuts, g = [first], 0
+        for kk in range(k, 0, -1):
+            g = best[kk][g][1]
+            cuts.append(ends[g - 1])
+        return cuts
 
     @property
     def num_edges(self) -> int:

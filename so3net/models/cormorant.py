@@ -110,6 +110,7 @@ class Cormorant(nn.Module):
         if unknown:
             raise ValueError(f"unknown Cormorant options {unknown}; valid options are {sorted(names)}")
         self.config = cfg = replace(config, **overrides)
+        self.neighbour_buckets = 3   # padded neighbour lists per batch (Neighbours.buckets): evaluation only
         C, L = cfg.num_channels, cfg.num_cg_levels
         self.species_index = nn.Buffer(species_table(cfg.species), persistent=False)
         self.embed = nn.Linear(len(cfg.species) * (cfg.charge_power + 1), 2 * C)
@@ -178,18 +179,22 @@ class Cormorant(nn.Module):
         """Atom features after each CG layer: ``SO3vec``s of batch (N,) and type ``(C,) * (maxl + 1)``."""
         self._check(positions, species, batch)
         cfg, C = self.config, self.config.num_channels
-        nbrs = self.neighbours(positions, batch)
-        vec, r = edge_vectors(nbrs, positions, far=2 * cfg.hard_cut_rad + 1)
-        check_separation(r, nbrs, batch)
-        harmonics = edge_harmonics(vec, cfg.max_sh).permute(2, 0, 1).contiguous().permute(1, 2, 0)  # (D, N, d) memory
-        hard = smooth_switch(r, cfg.hard_cut_rad - cfg.hard_cut_switch, cfg.hard_cut_rad)
+        lists = self.neighbours(positions, batch).buckets(self.neighbour_buckets)
+        geometry = []   # per list: (r, hard cutoff factor, harmonics stored as (D, n, d))
+        for nbrs in lists:
+            vec, r = edge_vectors(nbrs, positions, far=2 * cfg.hard_cut_rad + 1)
+            check_separation(r, nbrs, batch)
+            harmonics = edge_harmonics(vec, cfg.max_sh).permute(2, 0, 1).contiguous().permute(1, 2, 0)
+            geometry.append((r, smooth_switch(r, cfg.hard_cut_rad - cfg.hard_cut_switch, cfg.hard_cut_rad), harmonics))
         x = torch.view_as_complex(self.embed(self.atom_scalars(species)).reshape(-1, C, 2))
         x = SO3vec.from_packed(x, (C,))
-        edge, levels = None, []
+        edges, levels = [None] * len(lists), []
         for radial, edge_level, layer, norm in zip(self.radial, self.edge_levels, self.cg_layers, self.norms):
-            sources = nbrs.sources(x.packed(), C)
-            edge = edge_level(edge, pair_dots(x, sources), radial(r), r, hard)
-            x = norm(layer(x, edge_operand(edge, harmonics), nbrs, sources))
+            sources = [nbrs.sources(x.packed(), C) for nbrs in lists]
+            edges = [edge_level(e, pair_dots(x, s, nbrs.dst), radial(r), r, hard)
+                     for e, s, nbrs, (r, hard, _) in zip(edges, sources, lists, geometry)]
+            ups = [edge_operand(e, harmonics) for e, (_, _, harmonics) in zip(edges, geometry)]
+            x = norm(layer(x, ups, lists, sources))
             levels.append(x)
         return levels
 

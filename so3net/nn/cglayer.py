@@ -97,21 +97,40 @@ class CGLayer(nn.Module):
         self.weights = nn.ParameterList(nn.Parameter(init_complex_weight(n, num_channels, init, gain))
                                         for n in self.tau_cat)
 
-    def forward(self, x: SO3vec, edge: torch.Tensor, nbrs: Neighbours, sources: torch.Tensor | None = None) -> SO3vec:
-        """Atom features ``x`` (batch (N,), type ``tau_in``); ``edge``: :func:`edge_operand` of the
-        edge scalars and harmonics over the slots of ``nbrs``; ``sources``: ``nbrs.sources(x.packed(),
-        C)`` when already formed -> type ``tau_out``. The products follow
-        :func:`so3net.kernels.message.strategy`: the outer strategy under the CPU backends, the
-        kernels' fused products (Triton) under the triton backend."""
+    def forward(self, x: SO3vec, edge, nbrs, sources=None) -> SO3vec:
+        """Atom features ``x`` (batch (N,), type ``tau_in``); ``nbrs``: the padded neighbour lists
+        (a :class:`Neighbours`, or a list of them, e.g. :meth:`Neighbours.buckets`); ``edge``:
+        :func:`edge_operand` of the edge scalars and harmonics over the slots of each list;
+        ``sources``: ``nbrs.sources(x.packed(), C)`` of each list when already formed -> type
+        ``tau_out``. The products follow :func:`so3net.kernels.message.strategy`: the outer
+        strategy under the CPU backends, the kernels' fused products (Triton) under the triton backend."""
         xp = x.packed()
+        lists = list(nbrs) if isinstance(nbrs, (list, tuple)) else [nbrs]
+        edges = list(edge) if isinstance(edge, (list, tuple)) else [edge]
+        srcs = [None] * len(lists) if sources is None else (list(sources) if isinstance(sources, (list, tuple))
+                                                             else [sources])
+        if not len(lists) == len(edges) == len(srcs):
+            raise ValueError(f"one edge operand and one source tensor per neighbour list: got {len(lists)} lists, "
+                             f"{len(edges)} edge operands, {len(srcs)} source tensors")
         if strategy(xp) == "outer":
-            sources = nbrs.sources(xp, uniform_channels(self.tau_in)) if sources is None else sources
-            agg = padded_message_product(edge, sources, self.edge_plan)
+            C = uniform_channels(self.tau_in)
+            aggs = [padded_message_product(e, nb.sources(xp, C) if s is None else s, self.edge_plan)
+                    for nb, e, s in zip(lists, edges, srcs)]
+            if len(lists) == 1 and lists[0].dst is None:
+                agg = aggs[0]
+            else:   # rows of the lists -> atoms; atoms in no list (no neighbours) receive nothing
+                rows = torch.cat([nb.rows() for nb in lists])
+                agg = aggs[0].new_zeros(xp.shape[0], self.edge_plan.dim_out).index_copy(0, rows, torch.cat(aggs))
             sq = channelwise_product(xp, xp, self.square_plan)
         else:
-            dst, slot = nbrs.mask.nonzero(as_tuple=True)
-            per_edge = edge[dst, slot].reshape(len(dst), self.edge_plan.dim1)
-            agg = message_passing_product(per_edge, xp, nbrs.src[dst, slot], dst, self.edge_plan, num_nodes=xp.shape[0])
+            per_edge, src, dst = [], [], []
+            for nb, e in zip(lists, edges):
+                row, slot = nb.mask.nonzero(as_tuple=True)
+                per_edge.append(e[row, slot].reshape(len(row), self.edge_plan.dim1))
+                src.append(nb.src[row, slot])
+                dst.append(nb.rows()[row])
+            agg = message_passing_product(torch.cat(per_edge), xp, torch.cat(src), torch.cat(dst), self.edge_plan,
+                                          num_nodes=xp.shape[0])
             sq = cg_product(xp, xp, self.square_plan)
         groups = (SO3vec.from_packed(agg, self.edge_plan.tau_out), x,
                   SO3vec.from_packed(sq, self.square_plan.tau_out))

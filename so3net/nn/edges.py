@@ -20,8 +20,10 @@ __all__ = ["Neighbours", "edge_vectors", "edge_harmonics", "pair_dots"]
 
 
 def edge_vectors(nbrs: Neighbours, positions: torch.Tensor, far: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(r_ij (N, d, 3), |r_ij| (N, d))`` per slot; empty slots get the constant vector (0, 0, far)."""
-    vec = nbrs.gather(positions) - positions[:, None, :]
+    """``(r_ij (n, d, 3), |r_ij| (n, d))`` per slot (row i: node ``nbrs.rows()[i]``); empty slots get
+    the constant vector (0, 0, far)."""
+    here = positions if nbrs.dst is None else positions.index_select(0, nbrs.dst)
+    vec = nbrs.gather(positions) - here[:, None, :]
     placeholder = vec.new_tensor([0.0, 0.0, far])
     vec = torch.where(nbrs.mask[..., None], vec, placeholder)
     return vec, vec.norm(dim=-1)
@@ -36,11 +38,12 @@ def edge_harmonics(vec: torch.Tensor, lmax: int) -> torch.Tensor:
     return torch.cat(list(spherical_harmonics_all(lmax, vec).values()), -1)
 
 
-def pair_dots(x: SO3vec, sources: torch.Tensor) -> torch.Tensor:
+def pair_dots(x: SO3vec, sources: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
     """Atom-pair scalars ``(F_i · F_j)_{l,c} = Σ_m conj(F_i^l[m, c]) F_j^l[m, c]`` for every slot.
 
-    ``x``: atom features (batch (N,)), C fragments in every present part; ``sources``: the slots'
-    source features as :meth:`Neighbours.sources` gives them, ``(C, N, d, D)``. Returns complex
+    ``x``: atom features (batch (n_atoms,)), C fragments in every present part; ``sources``: the slots'
+    source features as :meth:`Neighbours.sources` gives them, ``(C, N, d, D)``; ``rows``: the atom
+    of each of the N rows (``Neighbours.dst``; None: all atoms in order). Returns complex
     ``(N, d, n_l C)``, l major and channel minor (n_l present parts). Invariant because every D^l is
     unitary. One batched matmul ``sources @ (conj(F_i) per part)`` over (channel, atom).
     """
@@ -51,6 +54,7 @@ def pair_dots(x: SO3vec, sources: torch.Tensor) -> torch.Tensor:
     for i, l in enumerate(ls):
         member[first:first + 2 * l + 1, i] = 1
         first += 2 * l + 1
-    per_part = x.packed().reshape(N, D, C).permute(2, 0, 1).conj()[..., None] * member     # (C, N, D, n_l)
+    xp = x.packed() if rows is None else x.packed().index_select(0, rows)
+    per_part = xp.reshape(N, D, C).permute(2, 0, 1).conj()[..., None] * member     # (C, N, D, n_l)
     dots = batched_matmul(sources.reshape(C * N, d, D), per_part.reshape(C * N, D, len(ls)))
     return dots.reshape(C, N, d, len(ls)).permute(1, 2, 3, 0).flatten(2)

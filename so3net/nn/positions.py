@@ -36,11 +36,11 @@ def check_finite_positions(positions: torch.Tensor, batch: torch.Tensor) -> None
 
 def check_separation(r: torch.Tensor, nbrs: Neighbours, batch: torch.Tensor, tol: float = MIN_DISTANCE) -> None:
     """Raise a ``ValueError`` naming the first pair of neighbours closer than ``tol``; ``r (N, d)``
-    are the slot lengths of ``nbrs`` (:func:`so3net.nn.edges.edge_vectors`)."""
+    are the slot lengths of ``nbrs`` (:func:`so3net.nn.edges.edge_vectors`), of any rows."""
     close = nbrs.mask & (r.detach() < tol)
     if close.any():
         i, k = (int(v) for v in close.nonzero()[0])
-        rows = sorted((i, int(nbrs.src[i, k])))
+        rows = sorted((int(nbrs.rows()[i]), int(nbrs.src[i, k])))
         mol, a = _within_molecule(batch, rows[0])
         b = _within_molecule(batch, rows[1])[1]
         raise ValueError(f"molecule {mol}: atoms {a} and {b} (rows {rows[0]} and {rows[1]} of positions) are "
