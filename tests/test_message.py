@@ -148,3 +148,11 @@ def test_buckets_cut_where_the_padding_is_least():
     assert len(nbrs.buckets(1)) == 1 and nbrs.buckets(1)[0] is nbrs
     uniform_degree = Neighbours.from_edges(torch.arange(6) % 3, torch.arange(6) // 2, 3)
     assert len(uniform_degree.buckets(3)) == 1 and uniform_degree.buckets(3)[0] is uniform_degree
+
+
+def test_buckets_pack_rows_with_holes_first():
+    """A hand-made list may leave an empty slot before a neighbour; no edge is cut off."""
+    src = torch.tensor([[3, 1], [0, 2], [3, 3]])
+    lists = Neighbours(src, src < 3).buckets(3)
+    edges = sorted((int(b.rows()[r]), int(b.src[r, k])) for b in lists for r, k in zip(*b.mask.nonzero(as_tuple=True)))
+    assert edges == [(0, 1), (1, 0), (1, 2)]

@@ -315,3 +315,36 @@ def test_cg_layer_is_equivariant():
             return out.packed()
 
         close(run(pos @ R.T, rotate_packed(x, tau_in, R)), rotate_packed(run(pos, x), layer.tau_out, R), 1e-11)
+
+
+@pytest.mark.parametrize("name", ["native", "torch", "triton"])
+def test_cg_layer_sums_the_messages_of_several_lists(name):
+    """CGLayer with several neighbour lists (buckets, or lists that share atoms) gives every atom
+    the sum of all its messages, as one list of all the edges does, on every backend."""
+    from so3net.kernels import backend
+    g = torch.Generator().manual_seed(3)
+    C, n_atoms = 2, 5
+    src, dst = random_edges(n_atoms, 12, g)
+    whole = Neighbours.from_edges(src, dst, n_atoms)
+    halves = [Neighbours.from_edges(src[part], dst[part], n_atoms) for part in (slice(0, 6), slice(6, None))]
+    pos = torch.randn(n_atoms, 3, dtype=torch.float64, generator=g)
+    x = vec(randn_packed(n_atoms, (C, C), g), (C, C))
+    layer = CGLayer((C, C), (C, C), 1, C).double()
+    scalars = torch.randn(len(src), 2, C, dtype=C128, generator=g)   # per edge; placed in slots below
+
+    def operand(nbrs):
+        slot_scalars = torch.zeros(*nbrs.src.shape, 2, C, dtype=C128)
+        for i in range(nbrs.src.shape[0]):
+            for k in range(nbrs.src.shape[1]):
+                if nbrs.mask[i, k]:   # the scalars of edge (src -> node), found by its endpoints
+                    e = int(((src == nbrs.src[i, k]) & (dst == nbrs.rows()[i])).nonzero()[0, 0])
+                    slot_scalars[i, k] = scalars[e]
+        v, _ = edge_vectors(nbrs, pos, far=10.0)
+        return edge_operand(slot_scalars, edge_harmonics(v, 1))
+    with backend(name):
+        one = layer(x, operand(whole), whole).packed()
+        several = layer(x, [operand(h) for h in halves], halves).packed()
+        bucketed = whole.buckets(3)
+        by_buckets = layer(x, [operand(b) for b in bucketed], bucketed).packed()
+    close(several, one, 1e-12)
+    close(by_buckets, one, 1e-12)

@@ -299,13 +299,19 @@ class Neighbours:
         padded to its own largest count (empty slots cost as much as edges in every padded op).
 
         Nodes are sorted by count and cut where the padded slots ``sum_g n_g d_g`` are fewest (exact,
-        by dynamic programming); a bucket is added only if it saves at least ``min_saving`` of the
-        single list's slots. Every edge is in exactly one bucket, in its slot order; a node without
-        neighbours is in none. Returns ``[self]`` when bucketing saves too little."""
+        by dynamic programming over the distinct counts); a bucket is added only if it saves at least
+        ``min_saving`` of the single list's slots. Every edge is in exactly one bucket; a node
+        without neighbours is in none. Returns ``[self]`` when no second bucket is worth it (always
+        for ``max_buckets=1``). Rows whose filled slots do not come first (a hand-made list) are
+        packed first, so no edge is cut off."""
         if max_buckets < 1:
             raise ValueError(f"max_buckets must be >= 1, got {max_buckets}")
+        src, mask = self.src, self.mask
         with torch.no_grad():
-            deg = self.mask.sum(1)
+            if mask.shape[1] > 1 and bool((mask[:, 1:] & ~mask[:, :-1]).any()):   # a hole before a neighbour
+                first = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+                src, mask = src.gather(1, first), mask.gather(1, first)
+            deg = mask.sum(1)
             order = torch.argsort(deg, stable=True)
             counts = deg[order].tolist()
         n, full = len(counts), len(counts) * (self.src.shape[1] if counts else 0)
@@ -317,7 +323,7 @@ class Neighbours:
         out = []
         for lo, hi in zip(cuts[:-1], cuts[1:]):
             sel, d = order[lo:hi], counts[hi - 1]
-            out.append(Neighbours(self.src[sel, :d], self.mask[sel, :d], rows[sel]))
+            out.append(Neighbours(src[sel, :d], mask[sel, :d], rows[sel]))
         return out
 
     @staticmethod
@@ -344,7 +350,7 @@ class Neighbours:
         k = 1
         while k < max_buckets and best[k][0][0] - best[k + 1][0][0] >= max(min_gain, 1):
             k += 1
-        if k == 1 and first == 0:
+        if k == 1:
             return None
         cuts, g = [first], 0
         for kk in range(k, 0, -1):

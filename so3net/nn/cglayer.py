@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..kernels.dispatch import cg_product, message_passing_product
+from ..kernels.dispatch import backend, cg_product, message_passing_product
 from ..kernels.message import (Neighbours, channelwise_product, channelwise_square_plan, padded_message_product,
                                strategy, uniform_channels)
 from ..plan import cg_plan
@@ -118,10 +118,13 @@ class CGLayer(nn.Module):
                     for nb, e, s in zip(lists, edges, srcs)]
             if len(lists) == 1 and lists[0].dst is None:
                 agg = aggs[0]
-            else:   # rows of the lists -> atoms; atoms in no list (no neighbours) receive nothing
+            else:   # rows of the lists -> atoms (summed, as the fused path does); atoms in no list receive nothing
                 rows = torch.cat([nb.rows() for nb in lists])
-                agg = aggs[0].new_zeros(xp.shape[0], self.edge_plan.dim_out).index_copy(0, rows, torch.cat(aggs))
-            sq = channelwise_product(xp, xp, self.square_plan)
+                agg = aggs[0].new_zeros(xp.shape[0], self.edge_plan.dim_out).index_add(0, rows, torch.cat(aggs))
+            # the square is row-wise (no edges): the compiled kernels read only its nonzero CG terms and
+            # ran its forward + backward 2.6x faster than the outer strategy (QM9 preset, 483 atoms)
+            sq = (cg_product(xp, xp, self.square_plan) if backend(device=xp.device) == "native"
+                  else channelwise_product(xp, xp, self.square_plan))
         else:
             per_edge, src, dst = [], [], []
             for nb, e in zip(lists, edges):
