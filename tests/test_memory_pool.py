@@ -112,8 +112,16 @@ def test_malloc_tuning_keeps_freed_medium_tensors_mapped(tuning):
     assert tuned == ("True" if tuning == "1" else "False")
     if tuning == "1":
         assert int(faults) < 2000, f"{faults} page faults for 40 reused 16 and 64 MB tensors"
-    else:
+    elif "[always]" not in _thp_mode():   # with huge pages everywhere fresh blocks fault once per 2 MiB
         assert int(faults) > 40 * 2000, f"only {faults} page faults without the tuning: the test no longer tells"
+
+
+def _thp_mode() -> str:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def test_malloc_tuning_setting_is_checked():
