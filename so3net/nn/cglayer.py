@@ -14,9 +14,11 @@ CG layer s (per atom i):
 
     F^s_i = [ Σ_j Υ^s_ij ⊗cg F^{s-1}_j  ⊕  F^{s-1}_i  ⊕  F^{s-1}_i ⊗cg F^{s-1}_i ] · W^s
 
-with channel-wise CG products up to ``maxl`` — the kernels' outer strategy
-(:mod:`so3net.kernels.message`): the message sum by :func:`padded_message_product`, the square by
-:func:`channelwise_product` of :func:`channelwise_square_plan` — and per-l complex mixing W
+with channel-wise CG products up to ``maxl`` — the message sum by the kernels' outer strategy
+(:func:`so3net.kernels.message.padded_message_product`, over one or several padded neighbour
+lists), the square of :func:`channelwise_square_plan` by the compiled kernels' row product under
+the native backend (:func:`~so3net.kernels.message.channelwise_product`, the outer strategy, under
+torch) — and per-l complex mixing W
 (:meth:`so3net.SO3vec.mix`). Everything is equivariant: the scalars are invariant,
 Y^l(R r) = D^l Y^l(r), CG products and mixing commute with the group action.
 """
