@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from so3net.kernels.message import Neighbours
 from so3net.models import PRESETS, Cormorant, CormorantConfig
 from so3net.wigner import random_rotation, wigner_D_from_matrix
 
@@ -223,14 +224,16 @@ def test_training_on_ethanol_lowers_the_test_error():
 
 # ------------------------------------------------------------------ the CUDA path (Triton kernels)
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="needs the Triton interpreter (CPU run)")
-def test_triton_backend_gives_the_same_energies_and_forces():
+def test_triton_backend_gives_the_same_energies_and_forces(monkeypatch):
     """Under the triton backend (the CUDA path; here the Triton interpreter on CPU tensors) the CG
     layers run the kernels' fused products instead of the outer strategy: same energies and forces."""
     from so3net.kernels import backend
     from so3net.kernels.message import strategy
     model = model_for(torch.float64, num_channels=2, maxl=1, max_sh=1)
     pos, species, batch = molecules([5, 2, 3], seed=11)
-    assert len(model.neighbours(pos, batch).buckets(model.neighbour_buckets)) > 1    # several lists, both paths
+    buckets = Neighbours.buckets                      # split even these few slots: several lists on both paths
+    monkeypatch.setattr(Neighbours, "buckets", lambda self, k: buckets(self, k, min_saving=0.0, min_slots=1))
+    assert len(model.neighbours(pos, batch).buckets(model.neighbour_buckets)) > 1
     e_outer, f_outer = model.energy_and_forces(pos, species, batch, create_graph=False)
     with backend("triton"):
         assert strategy(pos) == "fused"

@@ -294,13 +294,14 @@ class Neighbours:
         """The destination node of every row (``dst``, or ``arange(n)``)."""
         return torch.arange(self.src.shape[0], device=self.src.device) if self.dst is None else self.dst
 
-    def buckets(self, max_buckets: int = 3, min_saving: float = 0.05) -> list["Neighbours"]:
+    def buckets(self, max_buckets: int = 3, min_saving: float = 0.05, min_slots: int = 64) -> list["Neighbours"]:
         """The same edges as up to ``max_buckets`` lists of nodes grouped by neighbour count, each
         padded to its own largest count (empty slots cost as much as edges in every padded op).
 
         Nodes are sorted by count and cut where the padded slots ``sum_g n_g d_g`` are fewest (exact,
         by dynamic programming over the distinct counts); a bucket is added only if it saves at least
-        ``min_saving`` of the single list's slots. Every edge is in exactly one bucket; a node
+        ``min_saving`` of the single list's slots and at least ``min_slots`` slots (each list costs
+        its own ops: on the QM9 preset one more list per step costs about what 60 slots do). Every edge is in exactly one bucket; a node
         without neighbours is in none. Returns ``[self]`` when no second bucket is worth it (always
         for ``max_buckets=1``). Rows whose filled slots do not come first (a hand-made list) are
         packed first, so no edge is cut off."""
@@ -316,7 +317,7 @@ class Neighbours:
             counts = deg[order].tolist()
         n, full = len(counts), len(counts) * (self.src.shape[1] if counts else 0)
         first = next((i for i, c in enumerate(counts) if c), n)      # nodes without neighbours: no bucket
-        cuts = self._best_cuts(counts, first, max_buckets, min_saving * full)
+        cuts = self._best_cuts(counts, first, max_buckets, max(min_saving * full, min_slots))
         if cuts is None:
             return [self]
         rows = self.rows()
