@@ -300,8 +300,8 @@ class Neighbours:
 
         Nodes are sorted by count and cut where the padded slots ``sum_g n_g d_g`` are fewest (exact,
         by dynamic programming over the distinct counts); a bucket is added only if it saves at least
-        ``min_saving`` of the single list's slots and at least ``min_slots`` slots (each list costs
-        its own ops: on the QM9 preset one more list per step costs about what 60 slots do). Every edge is in exactly one bucket; a node
+        ``min_saving`` of the single list's slots and at least ``min_slots`` slots (each list runs
+        its own ops, a fixed cost that few slots do not repay). Every edge is in exactly one bucket; a node
         without neighbours is in none. Returns ``[self]`` when no second bucket is worth it (always
         for ``max_buckets=1``). Rows whose filled slots do not come first (a hand-made list) are
         packed first, so no edge is cut off."""
