@@ -156,3 +156,57 @@ def test_buckets_pack_rows_with_holes_first():
     lists = Neighbours(src, src < 3).buckets(3)
     edges = sorted((int(b.rows()[r]), int(b.src[r, k])) for b in lists for r, k in zip(*b.mask.nonzero(as_tuple=True)))
     assert edges == [(0, 1), (1, 0), (1, 2)]
+
+
+def _compiled():
+    from so3net.kernels import native
+    try:
+        return native.library("native")
+    except RuntimeError as err:
+        pytest.skip(f"the compiled CPU kernels are unavailable here: {err}")
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+@pytest.mark.parametrize("shape", [(7, 5, 4, 3), (3, 4, 2, 20), (2, 1, 3, 17), (5, 3, 0, 2), (0, 2, 2, 2)])
+def test_small_bmm_equals_torch_bmm_for_strided_and_conjugate_operands(dtype, shape):
+    """The compiled small complex bmm (small_bmm.c): op_a(a) @ op_b(b) for every conjugation flag,
+    transposed storage and conjugate views read in place, sizes across its 16-column chunks, K = 0."""
+    from so3net.kernels import native
+    lib = _compiled()
+    nb, M, K, N = shape
+    g = torch.Generator().manual_seed(M * 31 + N)
+    a = torch.randn(nb, K, M, dtype=dtype, generator=g).transpose(1, 2)       # column-major a
+    b = torch.randn(nb, K, N, dtype=dtype, generator=g)
+    tol = 1e-5 if dtype == torch.complex64 else 1e-13
+    for ca in (False, True):
+        for cb in (False, True):
+            want = torch.bmm(a.conj() if ca else a, b.conj() if cb else b)
+            close(native.small_bmm(lib, a, b, ca, cb), want, tol)
+            close(native.small_bmm(lib, a.conj(), b, not ca, cb), want, tol)    # a conjugate view
+    with pytest.raises(TypeError, match="complex64 or complex128"):
+        native.small_bmm(lib, a.real, b.real)
+
+
+@pytest.mark.parametrize("conj_a,conj_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_small_bmm_gradients_to_second_order(conj_a, conj_b):
+    _compiled()
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(3, 4, 5, dtype=torch.complex128, generator=g, requires_grad=True)
+    b = torch.randn(3, 5, 2, dtype=torch.complex128, generator=g, requires_grad=True)
+    f = lambda a, b: message._SmallBmm.apply(a, b, conj_a, conj_b)   # noqa: E731
+    assert torch.autograd.gradcheck(f, (a, b)) and torch.autograd.gradgradcheck(f, (a, b))
+
+
+@pytest.mark.parametrize("name,kernel", [("native", True), ("torch", False)])
+def test_batched_matmul_runs_the_compiled_kernel_only_under_native(monkeypatch, name, kernel):
+    if kernel:
+        _compiled()
+    calls = []
+    original = message._SmallBmm.forward
+    monkeypatch.setattr(message._SmallBmm, "forward", staticmethod(lambda *a: calls.append(1) or original(*a)))
+    a = torch.randn(2, 3, 4, dtype=torch.complex128)
+    b = torch.randn(2, 4, 5, dtype=torch.complex128)
+    with dispatch.backend(name):
+        close(message.batched_matmul(a, b), torch.bmm(a, b), 1e-13)
+        message.batched_matmul(a.real, b.real)                        # real tensors: torch.bmm
+    assert len(calls) == (1 if kernel else 0)
