@@ -176,8 +176,11 @@ def main() -> None:
     nbrs = model.neighbours(inputs[0], inputs[2])
     print(f"{args.molecules} random QM9-sized molecules, {min(sizes)}-{max(sizes)} atoms ({sum(sizes)} in all), "
           f"float32, {torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
+    lists = nbrs.buckets(model.neighbour_buckets)
     print(f"so3net Cormorant('qm9'): {sum(p.numel() for p in model.parameters())} parameters, "
-          f"{nbrs.num_edges} edges (cutoff {model.config.hard_cut_rad} Å, max {nbrs.src.shape[1]} neighbours)")
+          f"{nbrs.num_edges} edges (cutoff {model.config.hard_cut_rad} Å, max {nbrs.src.shape[1]} neighbours); "
+          f"padded slots {nbrs.src.numel()} in one list, {sum(b.src.numel() for b in lists)} in the model's "
+          f"{len(lists)} lists by neighbour count {[tuple(b.src.shape) for b in lists]}")
     times = time_steps(model, lambda m: m(*inputs), len(mols), args.steps, lambda: None)
     ours = statistics.median(times)
     print(f"so3net   train step median {ours * 1e3:9.1f} ms  min {min(times) * 1e3:9.1f} ms  "
