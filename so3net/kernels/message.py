@@ -336,14 +336,16 @@ class Neighbours:
         """The destination node of every row (``dst``, or ``arange(n)``)."""
         return torch.arange(self.src.shape[0], device=self.src.device) if self.dst is None else self.dst
 
-    def buckets(self, max_buckets: int = 3, min_saving: float = 0.05, min_slots: int = 64) -> list["Neighbours"]:
+    def buckets(self, max_buckets: int = 3, min_saving: float = 0.1, min_slots: int = 64) -> list["Neighbours"]:
         """The same edges as up to ``max_buckets`` lists of nodes grouped by neighbour count, each
         padded to its own largest count (empty slots cost as much as edges in every padded op).
 
         Nodes are sorted by count and cut where the padded slots ``sum_g n_g d_g`` are fewest (exact,
-        by dynamic programming over the distinct counts); a bucket is added only if it saves at least
-        ``min_saving`` of the single list's slots and at least ``min_slots`` slots (each list runs
-        its own ops, a fixed cost that few slots do not repay). Every edge is in exactly one bucket; a node
+        by dynamic programming over the distinct counts); one more bucket is added only if it saves at
+        least ``min_saving`` of the slots of the best partition with one bucket fewer, and at least
+        ``min_slots`` slots (each list runs its own ops, a fixed cost that few slots do not repay:
+        on 16 ethanol molecules, where a second list saves 8 % of the slots, a force-training step
+        took 129 ms with two lists and 109 ms with one). Every edge is in exactly one bucket; a node
         without neighbours is in none. Returns ``[self]`` when no second bucket is worth it (always
         for ``max_buckets=1``). Rows whose filled slots do not come first (a hand-made list) are
         packed first, so no edge is cut off."""
@@ -357,9 +359,9 @@ class Neighbours:
             deg = mask.sum(1)
             order = torch.argsort(deg, stable=True)
             counts = deg[order].tolist()
-        n, full = len(counts), len(counts) * (self.src.shape[1] if counts else 0)
+        n = len(counts)
         first = next((i for i, c in enumerate(counts) if c), n)      # nodes without neighbours: no bucket
-        cuts = self._best_cuts(counts, first, max_buckets, max(min_saving * full, min_slots))
+        cuts = self._best_cuts(counts, first, max_buckets, min_saving, min_slots)
         if cuts is None:
             return [self]
         rows = self.rows()
@@ -370,9 +372,10 @@ class Neighbours:
         return out
 
     @staticmethod
-    def _best_cuts(counts: list[int], first: int, max_buckets: int, min_gain: float) -> list[int] | None:
+    def _best_cuts(counts: list[int], first: int, max_buckets: int, min_saving: float, min_slots: int) -> list[int] | None:
         """Cut points ``first = c_0 < ... < c_K = n`` of the sorted counts minimising the padded
-        slots, each extra bucket saving at least ``min_gain``; None when one list is best. Cuts fall
+        slots, each extra bucket saving ``min_saving`` of the slots before it and ``min_slots``; None
+        when one list is best. Cuts fall
         only where the count changes, so the dynamic programme runs over the distinct counts."""
         n = len(counts)
         if n == first:
@@ -391,7 +394,7 @@ class Neighbours:
                 best[k][g] = min(((ends[h - 1] - starts[g]) * counts[ends[h - 1] - 1] + best[k - 1][h][0], h)
                                  for h in range(g + 1, m + 1))
         k = 1
-        while k < max_buckets and best[k][0][0] - best[k + 1][0][0] >= max(min_gain, 1):
+        while k < max_buckets and best[k][0][0] - best[k + 1][0][0] >= max(min_saving * best[k][0][0], min_slots, 1):
             k += 1
         if k == 1:
             return None
