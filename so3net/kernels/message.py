@@ -238,50 +238,8 @@ class _Bmm(torch.autograd.Function):
         return ga, gb
 
 
-class _SmallBmm(torch.autograd.Function):
-    """``op_a(a) @ op_b(b)`` (op: conjugation where ``conj_a`` / ``conj_b``) by the compiled kernel
-    ``small_bmm.c``, which reads transposes and conjugates as strides and flags: no operand is
-    copied in the forward or in the backward, whose products are again of this form::
-
-        op_a = id:   ga = g @ conj(op_b(b))^T        op_a = conj:  ga = conj(g) @ op_b(b)^T
-        op_b = id:   gb = conj(op_a(a))^T @ g        op_b = conj:  gb = op_a(a)^T @ conj(g)
-
-    Differentiable to any order (the backward calls this Function)."""
-
-    @staticmethod
-    def forward(ctx, a, b, conj_a: bool, conj_b: bool):
-        from . import native
-        ctx.save_for_backward(a, b)
-        ctx.conj = (conj_a, conj_b)
-        return native.small_bmm(native.library("native"), a, b, conj_a, conj_b)
-
-    @staticmethod
-    def backward(ctx, g):
-        a, b = ctx.saved_tensors
-        ca, cb = ctx.conj
-        ga = _SmallBmm.apply(g, b.transpose(1, 2), ca, cb == ca) if ctx.needs_input_grad[0] else None
-        gb = _SmallBmm.apply(a.transpose(1, 2), g, ca == cb, cb) if ctx.needs_input_grad[1] else None
-        return ga, gb, None, None
-
-
-def _small_bmm_serves(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether ``batched_matmul`` runs the compiled kernel: complex CPU tensors of one dtype under
-    the native backend with the kernels built."""
-    if a.device.type != "cpu" or a.dtype != b.dtype or a.dtype not in (torch.complex64, torch.complex128):
-        return False
-    if dispatch.backend(device=a.device) != "native":
-        return False
-    from . import native
-    return native.library() is not None
-
-
 def batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``torch.bmm(a, b)`` for ``a (nb, M, K)``, ``b (nb, K, N)``, differentiable to any order:
-    complex CPU tensors under the native backend by the compiled kernel (:class:`_SmallBmm`: no
-    conjugate or transpose is ever copied), otherwise by ``torch.bmm`` with the fast complex
-    backward of :class:`_Bmm`."""
-    if _small_bmm_serves(a, b):
-        return _SmallBmm.apply(a, b, False, False)
+    """``torch.bmm(a, b)`` with the fast complex backward of ``_Bmm`` (any order)."""
     return _Bmm.apply(a, b)
 
 

@@ -22,7 +22,7 @@ from .. import memory
 from .build import MODES, library, mode, status
 from .layout import SUFFIX, Tables, ZipTables, tables
 
-__all__ = ["mode", "library", "status", "Tables", "ZipTables", "tables", "forward", "backward", "small_bmm", "MODES"]
+__all__ = ["mode", "library", "status", "Tables", "ZipTables", "tables", "forward", "backward", "MODES"]
 
 
 def _ptr(t: torch.Tensor | None):
@@ -101,33 +101,3 @@ def backward(lib, tables: Tables | ZipTables, gz: torch.Tensor, x: torch.Tensor 
     function = _function(lib, tables, "backward", gz.dtype)
     coefficients = (_ptr(qc),) if isinstance(tables, ZipTables) else (_ptr(qc), _ptr(pc))
     _run(function, ctypes.byref(tables.struct), *coefficients, batch, _ptr(gz), _ptr(x), _ptr(y), _ptr(gx), _ptr(gy))
-
-
-def small_bmm(lib, a: torch.Tensor, b: torch.Tensor, conj_a: bool = False, conj_b: bool = False) -> torch.Tensor:
-    """``op(a) @ op(b)`` for complex CPU tensors ``a (nb, M, K)``, ``b (nb, K, N)`` of one dtype, any
-    strides (conjugate views are read as such, never copied), op = conjugation where asked
-    (``small_bmm.c``): a contiguous ``(nb, M, N)`` tensor."""
-    if a.dim() != 3 or b.dim() != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
-        raise ValueError(f"small_bmm expects (nb, M, K) and (nb, K, N), got {tuple(a.shape)} and {tuple(b.shape)}")
-    if a.dtype != b.dtype or a.dtype not in (torch.complex64, torch.complex128) or a.device.type != "cpu" \
-            or b.device.type != "cpu":
-        raise TypeError(f"small_bmm takes complex64 or complex128 CPU tensors of one dtype, got {a.dtype} on "
-                        f"{a.device} and {b.dtype} on {b.device}")
-    if a.is_conj():
-        a, conj_a = a.conj(), not conj_a
-    if b.is_conj():
-        b, conj_b = b.conj(), not conj_b
-    a, b = a.resolve_neg(), b.resolve_neg()
-    nb, M, K = a.shape
-    N = b.shape[2]
-    out = torch.empty(nb, M, N, dtype=a.dtype)
-    if out.numel() == 0:
-        return out
-    if K == 0:
-        return out.zero_()
-    function = getattr(lib, f"small_bmm_complex_{SUFFIX[a.dtype.to_real()]}")
-    status = function(nb, M, N, K, _ptr(a), *a.stride(), _ptr(b), *b.stride(), _ptr(out), int(conj_a), int(conj_b),
-                      torch.get_num_threads())
-    if status != 0:
-        raise MemoryError("the small batched matmul kernel could not allocate its per-thread scratch memory")
-    return out

@@ -1,5 +1,4 @@
-"""Compiling and loading the CG kernels (``full_cg.c``, ``zip_cg.c``) and the small complex batched
-matmuls of the outer strategy (``small_bmm.c``), and the mode switch.
+"""Compiling and loading the CG kernels (``full_cg.c``, ``zip_cg.c``), and the mode switch.
 
 The sources are compiled on first use with the system C compiler (``cc``, or ``$CC`` split like a
 shell would; ``-O3 -march=native -fopenmp``) into ``~/.cache/so3net/native`` (or
@@ -33,14 +32,14 @@ __all__ = ["mode", "library", "status", "MODES"]
 
 MODES = ("auto", "native", "torch")
 _SOURCE = Path(__file__).with_name("full_cg.c")
-_SOURCES = (_SOURCE, _SOURCE.with_name("zip_cg.c"), _SOURCE.with_name("small_bmm.c"))
+_SOURCES = (_SOURCE, _SOURCE.with_name("zip_cg.c"))
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno")
 _VARIANTS = [f"#define FIXED_N2 {n}\n#define VARIANT n{n}\n#include \"full_cg.c\"\n#undef FIXED_N2\n#undef VARIANT\n"
              for n in FIXED_N2] + \
             [f"#define GENERIC_VBYTES {v}\n#define VARIANT any{v}\n#include \"full_cg.c\"\n#undef GENERIC_VBYTES\n"
              f"#undef VARIANT\n" for v in GENERIC]
 _DRIVER = "".join(f"#define REAL {real}\n#define SUFFIX {suffix}\n" + "".join(_VARIANTS)
-                  + '#include "zip_cg.c"\n#include "small_bmm.c"\n#undef REAL\n#undef SUFFIX\n'
+                  + '#include "zip_cg.c"\n#undef REAL\n#undef SUFFIX\n'
                   for real, suffix in (("float", "f32"), ("double", "f64")))
 _COMPILE_TIMEOUT_S = 300
 _ABI = 3                                  # SO3NET_NATIVE_ABI of full_cg.c: the layout of _Tables, _ZipTables
@@ -160,8 +159,6 @@ def _declare(lib: ctypes.CDLL) -> None:
             fwd.argtypes, fwd.restype = [ctypes.POINTER(_ZipTables), p, lng, p, p, p, i], i
             bwd = getattr(lib, f"zip_cg_backward{kind}_{suffix}")
             bwd.argtypes, bwd.restype = [ctypes.POINTER(_ZipTables), p, lng, p, p, p, p, p, i], i
-        bmm = getattr(lib, f"small_bmm_complex_{suffix}")
-        bmm.argtypes, bmm.restype = [lng] * 4 + [p, lng, lng, lng] * 2 + [p, i, i, i], i
 
 
 def library(m: str | None = None) -> ctypes.CDLL | None:
