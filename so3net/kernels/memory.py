@@ -32,8 +32,8 @@ layer faults their pages in again each time: a Cormorant QM9 step on 25 molecule
 faults (over 100 ms of a 585 ms step, 1 thread). At import (glibc only) :func:`tune_malloc`
 therefore makes glibc serve blocks of any size from the main heap (``M_MMAP_MAX`` 0) and trim it
 only when more than 2 GiB lies free at its top (``M_TRIM_THRESHOLD``), so freed memory is reused
-without new faults: 3-600 faults and 340-380 ms for the same step; a per-part loss of a complex CG
-product (1000 rows, 115 MB of output) went from 269 to 102 ms. This covers what the main thread
+without new faults: 220 faults per Cormorant step instead of 14 600, and a per-part loss of a
+complex CG product (1000 rows, 115 MB of output) in 109 ms instead of 227 (docs/kernels.md). This covers what the main thread
 allocates, where torch runs CPU ops and the backward of CPU tensors; other threads' arenas keep
 glibc's behaviour. The price is the one every caching allocator pays, for the whole process: its
 heap stays at its peak (a freed 256 MB block stays resident). ``SO3NET_MALLOC_TUNING=0`` leaves
