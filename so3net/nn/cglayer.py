@@ -99,7 +99,8 @@ class CGLayer(nn.Module):
         self.weights = nn.ParameterList(nn.Parameter(init_complex_weight(n, num_channels, init, gain))
                                         for n in self.tau_cat)
 
-    def forward(self, x: SO3vec, edge, nbrs, sources=None) -> SO3vec:
+    def forward(self, x: SO3vec, edge: torch.Tensor | list[torch.Tensor], nbrs: Neighbours | list[Neighbours],
+                sources: torch.Tensor | list[torch.Tensor] | None = None) -> SO3vec:
         """Atom features ``x`` (batch (N,), type ``tau_in``); ``nbrs``: the padded neighbour lists
         (a :class:`Neighbours`, or a list of them, e.g. :meth:`Neighbours.buckets`); ``edge``:
         :func:`edge_operand` of the edge scalars and harmonics over the slots of each list;
