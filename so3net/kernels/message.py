@@ -46,7 +46,7 @@ from ..plan import CGPlan, Path, cg_plan
 from . import dispatch
 
 __all__ = ["uniform_channels", "channelwise_square_plan", "OuterContraction", "outer_contraction", "Neighbours",
-           "batched_matmul", "strategy", "covers", "channelwise_product", "padded_message_product",
+           "batched_matmul", "strategy", "covers", "channelwise_product", "row_product", "padded_message_product",
            "message_passing_product"]
 
 
@@ -266,6 +266,18 @@ def channelwise_product(x: torch.Tensor, y: torch.Tensor, plan: CGPlan) -> torch
     return con.apply(u[:, None] * v[None, :])
 
 
+def row_product(x: torch.Tensor, y: torch.Tensor, plan: CGPlan) -> torch.Tensor:
+    """Row-wise ``P(x, y)`` of a channel-wise plan (no edges, e.g. a CG square) by the evaluation
+    the backend in force does fastest: the compiled kernels' row product under "native" (it reads
+    only the nonzero CG terms: 346 against 357 ms per Cormorant QM9 step), the outer strategy
+    (:func:`channelwise_product`) under "torch" (70 against 81 ms per ethanol force step by the
+    torch twin), the fused Triton kernels under "triton"."""
+    name = dispatch.backend(device=x.device)
+    if name == "torch" and covers(plan):
+        return channelwise_product(x, y, plan)
+    return dispatch.cg_product(x, y, plan)
+
+
 @dataclass(frozen=True)
 class Neighbours:
     """Padded neighbour lists: slot ``(i, k)`` holds the k-th neighbour of destination row i;
@@ -333,8 +345,8 @@ class Neighbours:
     def _best_cuts(counts: list[int], first: int, max_buckets: int, min_saving: float, min_slots: int) -> list[int] | None:
         """Cut points ``first = c_0 < ... < c_K = n`` of the sorted counts minimising the padded
         slots, each extra bucket saving ``min_saving`` of the slots before it and ``min_slots``; None
-        when one list is best. Cuts fall
-        only where the count changes, so the dynamic programme runs over the distinct counts."""
+        when one list is best. Cuts fall only where the count changes, so the dynamic programme runs
+        over the distinct counts."""
         n = len(counts)
         if n == first:
             return None

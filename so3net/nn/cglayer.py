@@ -16,9 +16,8 @@ CG layer s (per atom i):
 
 with channel-wise CG products up to ``maxl`` — the message sum by the kernels' outer strategy
 (:func:`so3net.kernels.message.padded_message_product`, over one or several padded neighbour
-lists), the square of :func:`channelwise_square_plan` by the compiled kernels' row product under
-the native backend (:func:`~so3net.kernels.message.channelwise_product`, the outer strategy, under
-torch) — and per-l complex mixing W
+lists), the square of :func:`channelwise_square_plan` by :func:`so3net.kernels.message.row_product`
+(the evaluation the backend in force does fastest) — and per-l complex mixing W
 (:meth:`so3net.SO3vec.mix`). Everything is equivariant: the scalars are invariant,
 Y^l(R r) = D^l Y^l(r), CG products and mixing commute with the group action.
 """
@@ -27,9 +26,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..kernels.dispatch import backend, cg_product, message_passing_product
-from ..kernels.message import (Neighbours, channelwise_product, channelwise_square_plan, padded_message_product,
-                               strategy, uniform_channels)
+from ..kernels.dispatch import message_passing_product
+from ..kernels.message import (Neighbours, channelwise_square_plan, padded_message_product, row_product, strategy,
+                               uniform_channels)
 from ..plan import cg_plan
 from ..types import SO3type, SO3vec
 from .linear import init_complex_weight
@@ -82,6 +81,10 @@ class EdgeLevel(nn.Module):
         return out * mask[..., None, :]
 
 
+def _as_list(v) -> list:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
 class CGLayer(nn.Module):
     """Atom level: aggregate, identity and CG square of type ``tau_in``, mixed to ``C`` per l <= maxl."""
 
@@ -108,10 +111,8 @@ class CGLayer(nn.Module):
         ``tau_out``. The products follow :func:`so3net.kernels.message.strategy`: the outer
         strategy under the CPU backends, the kernels' fused products (Triton) under the triton backend."""
         xp = x.packed()
-        lists = list(nbrs) if isinstance(nbrs, (list, tuple)) else [nbrs]
-        edges = list(edge) if isinstance(edge, (list, tuple)) else [edge]
-        srcs = [None] * len(lists) if sources is None else (list(sources) if isinstance(sources, (list, tuple))
-                                                             else [sources])
+        lists, edges = _as_list(nbrs), _as_list(edge)
+        srcs = [None] * len(lists) if sources is None else _as_list(sources)
         if not len(lists) == len(edges) == len(srcs):
             raise ValueError(f"one edge operand and one source tensor per neighbour list: got {len(lists)} lists, "
                              f"{len(edges)} edge operands, {len(srcs)} source tensors")
@@ -124,10 +125,6 @@ class CGLayer(nn.Module):
             else:   # rows of the lists -> atoms (summed, as the fused path does); atoms in no list receive nothing
                 rows = torch.cat([nb.rows() for nb in lists])
                 agg = aggs[0].new_zeros(xp.shape[0], self.edge_plan.dim_out).index_add(0, rows, torch.cat(aggs))
-            # the square is row-wise (no edges): the compiled kernels read only its nonzero CG terms and
-            # ran its forward + backward 2.6x faster than the outer strategy (QM9 preset, 483 atoms)
-            sq = (cg_product(xp, xp, self.square_plan) if backend(device=xp.device) == "native"
-                  else channelwise_product(xp, xp, self.square_plan))
         else:
             per_edge, src, dst = [], [], []
             for nb, e in zip(lists, edges):
@@ -137,7 +134,7 @@ class CGLayer(nn.Module):
                 dst.append(nb.rows()[row])
             agg = message_passing_product(torch.cat(per_edge), xp, torch.cat(src), torch.cat(dst), self.edge_plan,
                                           num_nodes=xp.shape[0])
-            sq = cg_product(xp, xp, self.square_plan)
+        sq = row_product(xp, xp, self.square_plan)
         groups = (SO3vec.from_packed(agg, self.edge_plan.tau_out), x,
                   SO3vec.from_packed(sq, self.square_plan.tau_out))
         out = []   # [agg ⊕ x ⊕ sq]^l W^l for every l, written once into the packed output
