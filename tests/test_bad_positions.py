@@ -70,6 +70,22 @@ def test_model_refuses_coincident_atoms(model, call):
         getattr(model, call)(pos, species, batch)
 
 
+def test_model_names_coincident_atoms_in_the_order_given_when_it_groups_atoms(model, monkeypatch):
+    """With the atoms renumbered into neighbour-count buckets (Neighbours.grouped) the error still
+    names the atoms and rows of the positions as given."""
+    from so3net.kernels.message import Neighbours
+    buckets = Neighbours.buckets
+    monkeypatch.setattr(Neighbours, "buckets", lambda self, k: buckets(self, k, min_saving=0.0, min_slots=1))
+    pos, species, batch = two_molecules()
+    pos = torch.cat([pos[:9], pos[9:13]])            # molecule 1 cut to 4 atoms: fewer neighbours, own bucket
+    species, batch = species[:13], batch[:13]
+    order, lists = model.neighbours(pos, batch).grouped(model.neighbour_buckets)
+    assert order is not None and not torch.equal(order, torch.arange(13))
+    pos[12] = pos[10]                                       # molecule 1, atoms 1 and 3
+    with pytest.raises(ValueError, match=r"molecule 1: atoms 1 and 3 \(rows 10 and 12 of positions\) are 0 apart"):
+        model(pos, species, batch)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_model_refuses_non_finite_positions(model, bad):
     pos, species, batch = two_molecules()

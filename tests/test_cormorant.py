@@ -258,6 +258,9 @@ def test_bucketed_neighbour_lists_give_the_same_energies_forces_and_gradients():
         energies, forces = model.energy_and_forces(pos, species, batch, create_graph=True)
         (energies.square().sum() + forces.square().sum()).backward()
         results.append((energies, forces, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
-    (e3, f3, g3), (e1, f1, g1) = results
+        results[-1] += (model.atom_energies(pos, species, batch), model.features(pos, species, batch))
+    (e3, f3, g3, a3, x3), (e1, f1, g1, a1, x1) = results
     assert rel_err(e3, e1) < 1e-12 and rel_err(f3, f1) < 1e-12
+    assert rel_err(a3, a1) < 1e-12                       # per atom, in the order given, though evaluated grouped
+    assert all(rel_err(u.packed(), v.packed()) < 1e-12 for u, v in zip(x3, x1))
     assert len(g3) == len(g1) and all(rel_err(a, b) < 1e-10 for a, b in zip(g3, g1))

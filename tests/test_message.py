@@ -138,6 +138,46 @@ def test_buckets_hold_every_edge_once_in_fewer_slots(num_nodes, num_edges, max_b
         assert set(rows.tolist()) == set(dst.tolist())
 
 
+@settings(max_examples=25, deadline=None)
+@given(num_nodes=st.integers(1, 40), num_edges=st.integers(0, 200), seed=st.integers(0, 10_000))
+def test_grouped_buckets_renumber_nodes_into_consecutive_rows(num_nodes, num_edges, seed):
+    """Neighbours.grouped: ``order`` is a permutation of the nodes; bucket k holds the consecutive
+    new nodes start_k .. start_k + n_k - 1 (Neighbours.consecutive); mapped back through ``order``
+    the edges are those of the list, each once; nodes without neighbours come last."""
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, num_nodes, (num_edges,), generator=g)
+    dst = torch.randint(0, num_nodes, (num_edges,), generator=g)
+    nbrs = Neighbours.from_edges(src, dst, num_nodes)
+    order, lists = nbrs.grouped(3)
+    if order is None:
+        assert lists == [nbrs] and nbrs.buckets(3) == [nbrs]
+        return
+    assert sorted(order.tolist()) == list(range(num_nodes))
+    assert Neighbours.consecutive(lists) and not Neighbours.consecutive(lists[::-1])
+    covered = sum(b.src.shape[0] for b in lists)
+    assert set(order[covered:].tolist()) == set(range(num_nodes)) - set(dst.tolist())
+    for b in lists:
+        assert torch.equal(b.rows(), torch.arange(b.start, b.start + b.src.shape[0]))
+        assert bool((b.src[~b.mask] == num_nodes).all())
+    back = sorted((int(order[b.rows()[r]]), int(order[b.src[r, k]]))
+                  for b in lists for r, k in zip(*b.mask.nonzero(as_tuple=True)))
+    assert back == sorted(zip(dst.tolist(), src.tolist()))
+    x = torch.randn(num_nodes, 4, generator=g)
+    for b in lists:
+        assert torch.equal(b.at_rows(x), x.index_select(0, b.rows()))
+
+
+def test_grouped_refuses_lists_it_cannot_renumber():
+    """Renumbering needs all nodes as rows and sources among those nodes."""
+    dst = torch.tensor([i for i in range(10)] + [10] * 8 + [11] * 8)
+    nbrs = Neighbours.from_edges((dst + 1) % 12, dst, 12)
+    with pytest.raises(ValueError, match="list of all nodes"):
+        Neighbours(nbrs.src, nbrs.mask, torch.arange(12)).grouped(3)
+    more_sources = Neighbours.from_edges((dst + 1) % 12, dst, 12, num_sources=20)
+    with pytest.raises(ValueError, match="sources are those n = 12 nodes"):
+        more_sources.grouped(3)
+
+
 def test_buckets_cut_where_the_padding_is_least():
     """Degrees 1 x 10 and 8 x 2: one list has 12 x 8 slots, two buckets 10 x 1 + 2 x 8."""
     dst = torch.tensor([i for i in range(10)] + [10] * 8 + [11] * 8)

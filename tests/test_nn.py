@@ -318,7 +318,7 @@ def test_cg_layer_is_equivariant():
 
 
 @pytest.mark.parametrize("name", ["native", "torch", "triton"])
-def test_cg_layer_sums_the_messages_of_several_lists(name):
+def test_cg_layer_sums_the_messages_of_several_lists(name, monkeypatch):
     """CGLayer with several neighbour lists (buckets, or lists that share atoms) gives every atom
     the sum of all its messages, as one list of all the edges does, on every backend."""
     from so3net.kernels import backend
@@ -341,10 +341,22 @@ def test_cg_layer_sums_the_messages_of_several_lists(name):
                     slot_scalars[i, k] = scalars[e]
         v, _ = edge_vectors(nbrs, pos, far=10.0)
         return edge_operand(slot_scalars, edge_harmonics(v, 1))
+
+    def operand_at(nbrs, order):   # a list over renumbered atoms: its edges in the original numbering
+        back = Neighbours(torch.where(nbrs.mask, order[nbrs.src.clamp(max=n_atoms - 1)], n_atoms), nbrs.mask,
+                          order[nbrs.rows()])
+        return operand(back)
     with backend(name):
         one = layer(x, operand(whole), whole).packed()
         several = layer(x, [operand(h) for h in halves], halves).packed()
         bucketed = whole.buckets(3)
         by_buckets = layer(x, [operand(b) for b in bucketed], bucketed).packed()
+        buckets = Neighbours.buckets            # split even these few slots
+        monkeypatch.setattr(Neighbours, "buckets", lambda self, k: buckets(self, k, min_saving=0.0, min_slots=1))
+        order, grouped = whole.grouped(3)      # atoms renumbered: every list's rows are consecutive atoms
+        assert order is not None and Neighbours.consecutive(grouped)
+        x_ordered = vec(x.packed().index_select(0, order), (C, C))
+        by_order = layer(x_ordered, [operand_at(b, order) for b in grouped], grouped).packed()
     close(several, one, 1e-12)
     close(by_buckets, one, 1e-12)
+    close(by_order, one.index_select(0, order), 1e-12)

@@ -283,10 +283,13 @@ class Neighbours:
     """Padded neighbour lists: slot ``(i, k)`` holds the k-th neighbour of destination row i;
     ``src (n, d)`` (the number of source nodes in empty slots), ``mask (n, d)``. d is the largest
     neighbour count: memory n d, never n². ``dst (n,)``: the destination node of every row, or None
-    when row i is node i (all nodes, in order); :meth:`buckets` makes lists of some nodes."""
+    when row i is node i (all nodes, in order); :meth:`buckets` makes lists of some nodes. ``start``:
+    set when row i is node ``start + i`` (consecutive nodes, as :meth:`grouped` makes them; ``dst``
+    is then that range), so that reading the rows' nodes is a slice, not a gather."""
     src: torch.Tensor
     mask: torch.Tensor
     dst: torch.Tensor | None = None
+    start: int | None = None
 
     @staticmethod
     def from_edges(src: torch.Tensor, dst: torch.Tensor, num_nodes: int, num_sources: int | None = None) -> "Neighbours":
@@ -305,6 +308,56 @@ class Neighbours:
     def rows(self) -> torch.Tensor:
         """The destination node of every row (``dst``, or ``arange(n)``)."""
         return torch.arange(self.src.shape[0], device=self.src.device) if self.dst is None else self.dst
+
+    def at_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """The rows of ``t`` (nodes along dim 0) at this list's destinations: ``t`` itself (all nodes
+        in order), a slice (consecutive nodes) or a gather."""
+        if self.dst is None:
+            return t
+        if self.start is not None:
+            return t.narrow(0, self.start, self.src.shape[0])
+        return t.index_select(0, self.dst)
+
+    def grouped(self, max_buckets: int = 3) -> tuple[torch.Tensor | None, list["Neighbours"]]:
+        """:meth:`buckets` with the nodes renumbered so that every bucket's rows are consecutive
+        nodes: returns ``(order, lists)``, ``order[i]`` the node of this list that becomes node i
+        (the buckets' nodes in bucket order, then the nodes without neighbours), and the buckets in
+        the new numbering, bucket k holding nodes ``start_k .. start_k + n_k - 1`` with ``start_0 = 0``.
+        A caller that permutes its node tensors by ``order`` reads every bucket's nodes as a slice
+        and writes the buckets' results by one concatenation instead of a gather and a scatter per
+        layer. ``(None, [self])`` when one list is best. Needs a list of all n nodes (``dst`` None)
+        whose sources are the same nodes (empty slots hold n)."""
+        lists = self.buckets(max_buckets)
+        if len(lists) == 1 and lists[0] is self:
+            return None, [self]
+        n = self.src.shape[0]
+        with torch.no_grad():
+            if self.dst is not None or not bool(torch.where(self.mask, self.src < n, self.src == n).all()):
+                raise ValueError("Neighbours.grouped renumbers the nodes of a list of all nodes (dst None) whose "
+                                 f"sources are those n = {n} nodes (empty slots holding {n})")
+            covered = torch.cat([b.dst for b in lists])
+            alone = torch.ones(n, dtype=torch.bool, device=covered.device)
+            alone[covered] = False
+            order = torch.cat([covered, alone.nonzero().squeeze(1)])
+            new = torch.empty_like(order)
+            new[order] = torch.arange(n, device=order.device)
+            new = torch.cat([new, new.new_full((1,), n)])        # an empty slot (source n) stays empty
+            out, start = [], 0
+            for b in lists:
+                rows = b.src.shape[0]
+                out.append(Neighbours(new[b.src], b.mask, torch.arange(start, start + rows, device=order.device), start))
+                start += rows
+        return order, out
+
+    @staticmethod
+    def consecutive(lists: list["Neighbours"]) -> bool:
+        """Whether the lists' rows are the nodes 0, 1, ... in order, list after list (:meth:`grouped`)."""
+        start = 0
+        for b in lists:
+            if b.start != start:
+                return False
+            start += b.src.shape[0]
+        return True
 
     def buckets(self, max_buckets: int = 3, min_saving: float = 0.1, min_slots: int = 64) -> list["Neighbours"]:
         """The same edges as up to ``max_buckets`` lists of nodes grouped by neighbour count, each

@@ -175,15 +175,23 @@ class Cormorant(nn.Module):
         src, dst = radius_graph(positions.detach(), batch, self.config.hard_cut_rad)
         return Neighbours.from_edges(src, dst, positions.shape[0])
 
-    def features(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> list[SO3vec]:
-        """Atom features after each CG layer: ``SO3vec``s of batch (N,) and type ``(C,) * (maxl + 1)``."""
+    def _evaluate(self, positions: torch.Tensor, species: torch.Tensor,
+                  batch: torch.Tensor) -> tuple[list[SO3vec], torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """``(levels, order, species, batch)``: the atom features after each CG layer with the atoms
+        in the evaluation's order, ``order[i]`` the row of the input of atom i (None: as given), and
+        ``species``, ``batch`` in that order. The atoms are grouped by neighbour count
+        (:meth:`Neighbours.grouped`, ``neighbour_buckets`` lists) so that every list reads and writes
+        consecutive atoms."""
         self._check(positions, species, batch)
         cfg, C = self.config, self.config.num_channels
-        lists = self.neighbours(positions, batch).buckets(self.neighbour_buckets)
+        given_batch = batch
+        order, lists = self.neighbours(positions, batch).grouped(self.neighbour_buckets)
+        if order is not None:
+            positions, species, batch = positions.index_select(0, order), species[order], batch[order]
         geometry = []   # per list: (r, hard cutoff factor, harmonics stored as (D, n, d))
         for nbrs in lists:
             vec, r = edge_vectors(nbrs, positions, far=2 * cfg.hard_cut_rad + 1)
-            check_separation(r, nbrs, batch)
+            check_separation(r, nbrs, given_batch, order=order)
             harmonics = edge_harmonics(vec, cfg.max_sh).permute(2, 0, 1).contiguous().permute(1, 2, 0)
             geometry.append((r, smooth_switch(r, cfg.hard_cut_rad - cfg.hard_cut_switch, cfg.hard_cut_rad), harmonics))
         x = torch.view_as_complex(self.embed(self.atom_scalars(species)).reshape(-1, C, 2))
@@ -191,29 +199,44 @@ class Cormorant(nn.Module):
         edges, levels = [None] * len(lists), []
         for radial, edge_level, layer, norm in zip(self.radial, self.edge_levels, self.cg_layers, self.norms):
             sources = [nbrs.sources(x.packed(), C) for nbrs in lists]
-            edges = [edge_level(e, pair_dots(x, s, nbrs.dst), radial(r), r, hard)
+            edges = [edge_level(e, pair_dots(x, s, nbrs), radial(r), r, hard)
                      for e, s, nbrs, (r, hard, _) in zip(edges, sources, lists, geometry)]
             ups = [edge_operand(e, harmonics) for e, (_, _, harmonics) in zip(edges, geometry)]
             x = norm(layer(x, ups, lists, sources))
             levels.append(x)
-        return levels
+        return levels, order, species, batch
 
-    def atom_energies(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        """Energy contribution of every atom, (N,)."""
-        levels = self.features(positions, species, batch)
+    def features(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> list[SO3vec]:
+        """Atom features after each CG layer: ``SO3vec``s of batch (N,) and type ``(C,) * (maxl + 1)``,
+        atoms in the order given."""
+        levels, order, _, _ = self._evaluate(positions, species, batch)
+        if order is None:
+            return levels
+        back = torch.argsort(order)
+        return [SO3vec.from_packed(x.packed().index_select(0, back), x.tau, basis=x.basis) for x in levels]
+
+    def _atom_energies(self, positions: torch.Tensor, species: torch.Tensor,
+                       batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``(energies, order, batch)`` of the atoms in the evaluation's order (see :meth:`_evaluate`)."""
+        levels, order, species, batch = self._evaluate(positions, species, batch)
         inv = [invariants(x) for x in levels]
         if len(self.sym_powers):
             idx = self.species_to_index(species)
             inv += [power(x, idx) for x, power in zip(levels[len(levels) - len(self.sym_powers):], self.sym_powers)]
         inv = torch.cat(inv, 1)
         out = self.readout(inv)[:, 0] * self.energy_scale
-        return out + self.atom_energy[self.species_to_index(species)]
+        return out + self.atom_energy[self.species_to_index(species)], order, batch
+
+    def atom_energies(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """Energy contribution of every atom, (N,), atoms in the order given."""
+        e_atom, order, _ = self._atom_energies(positions, species, batch)
+        return e_atom if order is None else e_atom.index_select(0, torch.argsort(order))
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """Energies of the molecules, (M,) with M = batch.max() + 1."""
-        e_atom = self.atom_energies(positions, species, batch)
+        e_atom, _, atom_batch = self._atom_energies(positions, species, batch)
         M = int(batch.max()) + 1 if batch.numel() else 0
-        return e_atom.new_zeros(M).index_add(0, batch.to(torch.long), e_atom)
+        return e_atom.new_zeros(M).index_add(0, atom_batch.to(torch.long), e_atom)
 
     def energy_and_forces(self, positions: torch.Tensor, species: torch.Tensor, batch: torch.Tensor,
                           create_graph: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:

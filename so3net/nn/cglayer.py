@@ -122,6 +122,9 @@ class CGLayer(nn.Module):
                     for nb, e, s in zip(lists, edges, srcs)]
             if len(lists) == 1 and lists[0].dst is None:
                 agg = aggs[0]
+            elif Neighbours.consecutive(lists):   # rows are atoms 0, 1, ... (Neighbours.grouped); the rest receive nothing
+                rest = xp.shape[0] - sum(nb.src.shape[0] for nb in lists)
+                agg = torch.cat(aggs + ([aggs[0].new_zeros(rest, self.edge_plan.dim_out)] if rest else []))
             else:   # rows of the lists -> atoms (summed, as the fused path does); atoms in no list receive nothing
                 rows = torch.cat([nb.rows() for nb in lists])
                 agg = aggs[0].new_zeros(xp.shape[0], self.edge_plan.dim_out).index_add(0, rows, torch.cat(aggs))

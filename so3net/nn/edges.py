@@ -22,7 +22,7 @@ __all__ = ["Neighbours", "edge_vectors", "edge_harmonics", "pair_dots"]
 def edge_vectors(nbrs: Neighbours, positions: torch.Tensor, far: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(r_ij (n, d, 3), |r_ij| (n, d))`` per slot (row i: node ``nbrs.rows()[i]``); empty slots get
     the constant vector (0, 0, far)."""
-    here = positions if nbrs.dst is None else positions.index_select(0, nbrs.dst)
+    here = nbrs.at_rows(positions)
     vec = nbrs.gather(positions) - here[:, None, :]
     placeholder = vec.new_tensor([0.0, 0.0, far])
     vec = torch.where(nbrs.mask[..., None], vec, placeholder)
@@ -38,12 +38,13 @@ def edge_harmonics(vec: torch.Tensor, lmax: int) -> torch.Tensor:
     return torch.cat(list(spherical_harmonics_all(lmax, vec).values()), -1)
 
 
-def pair_dots(x: SO3vec, sources: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+def pair_dots(x: SO3vec, sources: torch.Tensor, rows: torch.Tensor | Neighbours | None = None) -> torch.Tensor:
     """Atom-pair scalars ``(F_i · F_j)_{l,c} = Σ_m conj(F_i^l[m, c]) F_j^l[m, c]`` for every slot.
 
     ``x``: atom features (batch (n_atoms,)), C fragments in every present part; ``sources``: the slots'
     source features as :meth:`Neighbours.sources` gives them, ``(C, N, d, D)``; ``rows``: the atom
-    of each of the N rows (``Neighbours.dst``; None: all atoms in order). Returns complex
+    of each of the N rows (``Neighbours.dst``, or the list itself, which reads consecutive rows as a
+    slice; None: all atoms in order). Returns complex
     ``(N, d, n_l C)``, l major and channel minor (n_l present parts). Invariant because every D^l is
     unitary. One batched matmul ``sources @ (conj(F_i) per part)`` over (channel, atom).
     """
@@ -54,7 +55,11 @@ def pair_dots(x: SO3vec, sources: torch.Tensor, rows: torch.Tensor | None = None
     for i, l in enumerate(ls):
         member[first:first + 2 * l + 1, i] = 1
         first += 2 * l + 1
-    xp = x.packed() if rows is None else x.packed().index_select(0, rows)
+    xp = x.packed()
+    if isinstance(rows, Neighbours):
+        xp = rows.at_rows(xp)
+    elif rows is not None:
+        xp = xp.index_select(0, rows)
     per_part = xp.reshape(N, D, C).permute(2, 0, 1).conj()[..., None] * member     # (C, N, D, n_l)
     dots = batched_matmul(sources.reshape(C * N, d, D), per_part.reshape(C * N, D, len(ls)))
     return dots.reshape(C, N, d, len(ls)).permute(1, 2, 3, 0).flatten(2)

@@ -34,13 +34,17 @@ def check_finite_positions(positions: torch.Tensor, batch: torch.Tensor) -> None
                          f"{positions.detach()[row].tolist()}; expected finite coordinates")
 
 
-def check_separation(r: torch.Tensor, nbrs: Neighbours, batch: torch.Tensor, tol: float = MIN_DISTANCE) -> None:
+def check_separation(r: torch.Tensor, nbrs: Neighbours, batch: torch.Tensor, tol: float = MIN_DISTANCE,
+                     order: torch.Tensor | None = None) -> None:
     """Raise a ``ValueError`` naming the first pair of neighbours closer than ``tol``; ``r (N, d)``
-    are the slot lengths of ``nbrs`` (:func:`so3net.nn.edges.edge_vectors`), of any rows."""
+    are the slot lengths of ``nbrs`` (:func:`so3net.nn.edges.edge_vectors`), of any rows. ``batch``
+    is that of the positions as given; ``order``: the row of the positions of each node of ``nbrs``
+    when its nodes were renumbered (:meth:`Neighbours.grouped`)."""
     close = nbrs.mask & (r.detach() < tol)
     if close.any():
         i, k = (int(v) for v in close.nonzero()[0])
-        rows = sorted((int(nbrs.rows()[i]), int(nbrs.src[i, k])))
+        pair = (int(nbrs.rows()[i]), int(nbrs.src[i, k]))
+        rows = sorted(pair if order is None else (int(order[pair[0]]), int(order[pair[1]])))
         mol, a = _within_molecule(batch, rows[0])
         b = _within_molecule(batch, rows[1])[1]
         raise ValueError(f"molecule {mol}: atoms {a} and {b} (rows {rows[0]} and {rows[1]} of positions) are "
