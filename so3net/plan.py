@@ -31,7 +31,8 @@ import numpy as np
 
 from .cg import cg_block
 
-__all__ = ["Path", "CGPlan", "Segment", "cg_plan", "packed_offsets", "KINDS", "BASES"]
+__all__ = ["Path", "CGPlan", "Segment", "cg_plan", "packed_offsets", "connection_of", "KINDS", "BASES",
+           "CONNECTIONS"]
 
 KINDS = ("full", "diag", "square")
 BASES = ("complex", "real")
@@ -54,15 +55,59 @@ def coefficient_block(l1: int, l2: int, l: int, basis: str) -> np.ndarray:
     return real_cg_block(l1, l2, l)
 
 
+#: How a path pairs fragments (:attr:`Path.connection`); every mode but "other" writes consecutive
+#: output fragments ``out[0], out[0] + 1, ...``
+CONNECTIONS = ("full", "channelwise", "upper", "strict_upper", "other")
+
+
+def connection_of(left, right, out) -> str:
+    """The connection mode that fragment maps ``left``, ``right``, ``out`` spell (see :class:`Path`)."""
+    left, right, out = (np.asarray(a, dtype=np.int64) for a in (left, right, out))
+    n = len(out)
+    if n == 0 or not (out == out[0] + np.arange(n)).all():
+        return "other"
+    n1, n2 = int(left.max()) + 1, int(right.max()) + 1
+    if n == n1 * n2 and (left == np.repeat(np.arange(n1), n2)).all() and (right == np.tile(np.arange(n2), n1)).all():
+        return "full"
+    ramp = np.arange(n)
+    if ((left == ramp).all() or not left.any()) and ((right == ramp).all() or not right.any()):
+        return "channelwise"
+    for k, name in ((0, "upper"), (1, "strict_upper")):
+        i, j = np.triu_indices(n2, k=k)
+        if n == len(i) and (left == i).all() and (right == j).all():
+            return name
+    return "other"
+
+
 @dataclass(frozen=True)
 class Path:
-    """One (l1, l2) -> l block: fragment maps ``left``, ``right``, ``out`` (tuples of ints)."""
+    """One (l1, l2) -> l block: fragment maps ``left``, ``right``, ``out`` (tuples of ints), and
+    how they pair fragments, ``connection`` (:data:`CONNECTIONS`), the one statement of it that
+    the executors read:
+
+    - ``"full"``: every pair (i, j) of the n1 x n2 fragments, pair (i, j) at ``out[0] + i n2 + j``;
+    - ``"channelwise"``: fragment i with fragment i (a side with one fragment broadcasts);
+    - ``"upper"`` / ``"strict_upper"``: the pairs i <= j / i < j of n fragments of x with those of
+      the same type (the symmetric square's l1 = l2 blocks), row-major;
+    - ``"other"``: any other maps (evaluated path by path).
+
+    The mode is that of the forward product: the paths of a backward plan keep it, and the plan's
+    ``coef_perm`` says how their maps were permuted. The plan constructors state it; a path made
+    without one gets :func:`connection_of` its maps.
+    """
     l1: int
     l2: int
     l: int
     left: tuple[int, ...]
     right: tuple[int, ...]
     out: tuple[int, ...]
+    connection: str = ""
+
+    def __post_init__(self):
+        if not self.connection:
+            object.__setattr__(self, "connection", connection_of(self.left, self.right, self.out))
+        elif self.connection not in CONNECTIONS:
+            raise ValueError(f"connection must be one of {CONNECTIONS}, got {self.connection!r}")
 
     @property
     def size(self) -> int:
@@ -267,8 +312,8 @@ class CGPlan:
         When this plan itself reads ``conj y`` (``conj_right``), z depends on y through conj y:
         then ``gx = P_x(gz, y)`` (``P_x`` reads y unconjugated) and ``gy = conj(P_y(gz, conj x))``.
         """
-        gx_paths = tuple(Path(p.l, p.l2, p.l1, p.out, p.right, p.left) for p in self.paths)
-        gy_paths = tuple(Path(p.l, p.l1, p.l2, p.out, p.left, p.right) for p in self.paths)
+        gx_paths = tuple(Path(p.l, p.l2, p.l1, p.out, p.right, p.left, p.connection) for p in self.paths)
+        gy_paths = tuple(Path(p.l, p.l1, p.l2, p.out, p.left, p.right, p.connection) for p in self.paths)
         gx = CGPlan("grad", self.tau_out, self.tau2, self.tau1, len(self.tau1) - 1, self.basis,
                     gx_paths, conj_right=not self.conj_right, coef_perm=_compose(self.coef_perm, (2, 1, 0)),
                     name=f"d/dx {self.name or self.kind}")
@@ -328,20 +373,23 @@ def _fmt(tau) -> str:
     return "(" + ",".join(str(n) for n in tau) + ")"
 
 
-def _block_pairs(kind: str, l1: int, l2: int, l: int, n1: int, n2: int) -> tuple[np.ndarray, np.ndarray]:
+def _block_pairs(kind: str, l1: int, l2: int, l: int, n1: int, n2: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(left, right, connection)`` of the (l1, l2) -> l block of a product of this kind."""
     if kind == "full":
-        return np.repeat(np.arange(n1), n2), np.tile(np.arange(n2), n1)
+        return np.repeat(np.arange(n1), n2), np.tile(np.arange(n2), n1), "full"
     if kind == "diag":
         if n1 != n2 and 1 not in (n1, n2):
             raise ValueError(f"diag product needs equal fragment counts per block (or one side with 1 "
                              f"fragment to broadcast), got n1={n1} at l1={l1} and n2={n2} at l2={l2}")
         n = max(n1, n2)
-        return (np.arange(n) if n1 == n else np.zeros(n, int)), (np.arange(n) if n2 == n else np.zeros(n, int))
+        return ((np.arange(n) if n1 == n else np.zeros(n, int)), (np.arange(n) if n2 == n else np.zeros(n, int)),
+                "channelwise")
     # square
     if l1 < l2:
-        return np.repeat(np.arange(n1), n2), np.tile(np.arange(n2), n1)
-    i, j = np.triu_indices(n1, k=0 if (l1 + l2 - l) % 2 == 0 else 1)
-    return i, j
+        return np.repeat(np.arange(n1), n2), np.tile(np.arange(n2), n1), "full"
+    even = (l1 + l2 - l) % 2 == 0
+    i, j = np.triu_indices(n1, k=0 if even else 1)
+    return i, j, "upper" if even else "strict_upper"
 
 
 @lru_cache(maxsize=None)
@@ -371,12 +419,13 @@ def cg_plan(tau1: tuple[int, ...], tau2: tuple[int, ...], maxl: int | None = Non
             if n1 == 0 or n2 == 0 or (kind == "square" and l1 > l2):
                 continue
             for l in range(abs(l1 - l2), min(l1 + l2, maxl) + 1):
-                left, right = _block_pairs(kind, l1, l2, l, n1, n2)
+                left, right, connection = _block_pairs(kind, l1, l2, l, n1, n2)
                 if len(left) == 0:
                     continue
                 out = np.arange(counts[l], counts[l] + len(left))
                 counts[l] += len(left)
-                paths.append(Path(l1, l2, l, tuple(left.tolist()), tuple(right.tolist()), tuple(out.tolist())))
+                paths.append(Path(l1, l2, l, tuple(left.tolist()), tuple(right.tolist()), tuple(out.tolist()),
+                                  connection))
     while len(counts) > 1 and counts[-1] == 0:
         counts.pop()
     return CGPlan(kind, tau1, tau2, tuple(counts), maxl, basis, tuple(paths), name=kind)

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from so3net.kernels import memory, native, torch_blocks, torch_cg
-from so3net.kernels.torch_blocks import CompiledProgram, block_program
+from so3net.kernels.torch_blocks import CompiledExecutor, block_executor
 from so3net.plan import cg_plan
 
 CPU = torch.device("cpu")
-CACHES = (torch_blocks._block_program, torch_blocks._pair_programs, torch_cg._program)
+CACHES = (torch_blocks._block_executor, torch_blocks._pair_executors, torch_cg._path_executors)
 
 
 @pytest.fixture
@@ -103,10 +103,10 @@ def test_mode_is_explicit(fresh):
     fresh.setenv("SO3NET_CPU_KERNELS", "torch")
     assert native.library() is None and "SO3NET_CPU_KERNELS=torch" in native.status()
     plan = cg_plan((4, 4), (4, 4), None, "full", "real")
-    assert not isinstance(block_program(plan, CPU, torch.float32), CompiledProgram)
+    assert not isinstance(block_executor(plan, CPU, torch.float32), CompiledExecutor)
     fresh.setenv("SO3NET_CPU_KERNELS", "native")
-    assert isinstance(block_program(plan, CPU, torch.float32), CompiledProgram)
-    assert isinstance(block_program(plan, CPU, torch.complex64), CompiledProgram)
+    assert isinstance(block_executor(plan, CPU, torch.float32), CompiledExecutor)
+    assert isinstance(block_executor(plan, CPU, torch.complex64), CompiledExecutor)
     assert native.status().startswith("compiled (")
 
 
@@ -124,7 +124,7 @@ def test_missing_compiler_raises_in_native_mode_and_warns_in_auto_mode(fresh):
         plan = cg_plan((4, 4), (4, 4), None, "full", "real")
         x, y = torch.randn(3, plan.dim1, dtype=torch.float64), torch.randn(3, plan.dim2, dtype=torch.float64)
         torch.testing.assert_close(torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan))
-        assert not isinstance(block_program(plan, CPU, torch.float64), CompiledProgram)
+        assert not isinstance(block_executor(plan, CPU, torch.float64), CompiledExecutor)
 
 
 def test_a_failing_compilation_reports_the_compiler_output(fresh, tmp_path):

@@ -1,6 +1,8 @@
 """Compiled product plans: caching and hashing, the path semantics against a brute-force
 evaluation, kernel tables (terms, grouped entries, segments), weights, cost model, backward
 plans (adjointness, conj flags), listing, errors."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from so3net.cg import cg_block
 from so3net.kernels.torch_cg import cg_product_reference
-from so3net.plan import CGPlan, Path, cg_plan, packed_offsets
+from so3net.plan import CGPlan, Path, cg_plan, connection_of, packed_offsets
 
 FAST = settings(max_examples=15, deadline=None)
 counts = st.sampled_from([0, 1, 2, 3, 5])
@@ -215,3 +217,54 @@ def test_complex_coefficients_are_rejected_by_the_tables():
     bad = CGPlan(p.kind, p.tau1, p.tau2, p.tau_out, p.maxl, p.basis, (Path(1, 1, 1, (0,), (0,), (0,)),))
     np.testing.assert_array_equal(bad.coefficients(bad.paths[0]), cg_block(1, 1, 1))
     assert len(bad.path_terms[0][3]) == np.count_nonzero(cg_block(1, 1, 1))
+
+
+# ------------------------------------------------------------------ connection modes
+@pytest.mark.parametrize("kind", ["full", "diag", "square"])
+def test_paths_state_their_connection_and_backward_plans_keep_it(kind):
+    """cg_plan states each path's connection (full; channel-wise; full or upper / strict upper
+    triangle for the square by the parity of l1 + l2 - l); the maps spell the same mode, except that
+    a block with a one-fragment side is both full and channel-wise; backward plans keep the mode."""
+    tau = (3, 3, 3) if kind == "diag" else (3, 1, 2)
+    plan = cg_plan(tau, tau, 3, kind)
+    for p in plan.paths:
+        if kind == "full" or (kind == "square" and p.l1 < p.l2):
+            want = "full"
+        elif kind == "diag":
+            want = "channelwise"
+        else:
+            want = "upper" if (p.l1 + p.l2 - p.l) % 2 == 0 else "strict_upper"
+        assert p.connection == want
+        spelled = connection_of(p.left, p.right, p.out)
+        assert spelled == want or (p.size == 1 and spelled == "full")
+    for grad in plan.backward_plans:
+        assert [p.connection for p in grad.paths] == [p.connection for p in plan.paths]
+    broadcast = cg_plan((1, 1), (3, 3), 2, "diag")         # one-fragment side: a (1, 3) full block
+    assert {p.connection for p in broadcast.paths} == {"channelwise"}
+    assert {connection_of(p.left, p.right, p.out) for p in broadcast.paths} == {"full"}
+
+
+def test_a_path_without_a_stated_connection_gets_the_one_its_maps_spell():
+    assert Path(0, 0, 0, (0, 0, 1, 1), (0, 1, 0, 1), (4, 5, 6, 7)).connection == "full"
+    assert Path(0, 0, 0, (0, 1, 2), (0, 1, 2), (0, 1, 2)).connection == "channelwise"
+    assert Path(0, 0, 0, (0, 0, 1), (0, 1, 1), (0, 1, 2)).connection == "upper"
+    assert Path(0, 0, 0, (0, 0, 1), (1, 2, 2), (0, 1, 2)).connection == "strict_upper"
+    assert Path(0, 0, 0, (0, 1), (0, 1), (0, 2)).connection == "other"                 # output not consecutive
+    assert Path(0, 0, 0, (1, 0), (0, 1), (0, 1)).connection == "other"
+    with pytest.raises(ValueError, match="connection must be one of"):
+        Path(0, 0, 0, (0,), (0,), (0,), "diagonal")
+    assert Path(0, 0, 0, (0,), (0,), (0,), "full") != Path(0, 0, 0, (0,), (0,), (0,), "channelwise")   # part of the key
+
+
+def test_compiled_kernels_read_the_stated_connection():
+    """The compiled kernels' tables follow Path.connection: the same full-block maps stated as
+    "other" are not taken as a full block (evaluated path by path instead)."""
+    from so3net.kernels.native.layout import tables
+    plan = cg_plan((2, 2), (2, 2), 1, "full")
+    assert tables(plan) is not None
+    other = dataclasses.replace(plan, paths=tuple(dataclasses.replace(p, connection="other") for p in plan.paths))
+    assert other != plan and tables(other) is None
+    diag = cg_plan((2, 2), (2, 2), 1, "diag")
+    assert tables(diag) is not None
+    assert tables(dataclasses.replace(diag, paths=tuple(dataclasses.replace(p, connection="other")
+                                                         for p in diag.paths))) is None

@@ -4,7 +4,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from so3net.kernels import torch_blocks, torch_cg
-from so3net.kernels.torch_blocks import CompiledProgram, _layout, block_program, pair_programs
+from so3net.kernels.torch_blocks import CompiledExecutor, _layout, block_executor, pair_executors
 from so3net.plan import cg_plan
 
 CPU = torch.device("cpu")
@@ -12,7 +12,7 @@ DTYPES = {("complex", 64): torch.complex128, ("complex", 32): torch.complex64,
           ("real", 64): torch.float64, ("real", 32): torch.float32}
 
 
-CACHES = (torch_blocks._block_program, torch_blocks._pair_programs, torch_cg._program)
+CACHES = (torch_blocks._block_executor, torch_blocks._pair_executors, torch_cg._path_executors)
 
 
 @pytest.fixture(autouse=True, params=["native", "torch"])
@@ -43,8 +43,8 @@ def test_uniform_full_product_and_gradients_equal_the_reference(cpu_kernels, n1,
     dtype = DTYPES[basis, 64]
     compiled = cpu_kernels == "native"
     for p in (plan, px, py):
-        program = block_program(p, CPU, dtype)
-        assert program is not None and isinstance(program, CompiledProgram) == compiled, p.name
+        executor = block_executor(p, CPU, dtype)
+        assert executor is not None and isinstance(executor, CompiledExecutor) == compiled, p.name
     x = torch.randn(batch, plan.dim1, dtype=dtype, requires_grad=True)
     y = torch.randn(batch, plan.dim2, dtype=dtype, requires_grad=True)
     z, ref = torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan)
@@ -84,9 +84,9 @@ def test_batch_zero_strided_and_expanded_operands():
     torch.testing.assert_close(torch_cg.cg_product(x, y, plan), torch_cg.cg_product_reference(x, y, plan))
 
 
-def test_non_uniform_full_products_are_compiled_programs_only(cpu_kernels):
-    program = block_program(cg_plan((2, 3), (2, 2), None, "full", "complex"), CPU, torch.float64)
-    assert isinstance(program, CompiledProgram) if cpu_kernels == "native" else program is None
+def test_non_uniform_full_products_are_compiled_executors_only(cpu_kernels):
+    executor = block_executor(cg_plan((2, 3), (2, 2), None, "full", "complex"), CPU, torch.float64)
+    assert isinstance(executor, CompiledExecutor) if cpu_kernels == "native" else executor is None
 
 
 @given(tau=st.lists(st.integers(0, 5), min_size=1, max_size=4), maxl=st.one_of(st.none(), st.integers(0, 4)),
@@ -120,12 +120,12 @@ def test_any_full_product_and_gradients_equal_the_reference(cpu_kernels, tau1, t
             torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
 
 
-def test_square_and_diag_plans_are_compiled_programs_only(cpu_kernels):
+def test_square_and_diag_plans_are_compiled_executors_only(cpu_kernels):
     square = cg_plan((2, 2), (2, 2), None, "square", "real")
     diag = cg_plan((2, 2), (2, 2), None, "diag", "complex")
     for plan in (square, *square.backward_plans, diag, *diag.backward_plans):
-        program = block_program(plan, CPU, torch.float64)
-        assert isinstance(program, CompiledProgram) if cpu_kernels == "native" else program is None
+        executor = block_executor(plan, CPU, torch.float64)
+        assert isinstance(executor, CompiledExecutor) if cpu_kernels == "native" else executor is None
 
 
 @given(n=st.integers(2, 4), kinds=st.lists(st.tuples(st.sampled_from("n10"), st.sampled_from("n10")), min_size=1,
@@ -155,9 +155,9 @@ def test_second_order_plans(cpu_kernels):
     forward_like = [p for p in second if p.coef_perm == (0, 1, 2)]
     assert len(forward_like) == 1
     for plan in second:
-        program = block_program(plan, CPU, torch.complex128)
+        executor = block_executor(plan, CPU, torch.complex128)
         compiled = cpu_kernels == "native" and plan.coef_perm == (0, 1, 2)
-        assert isinstance(program, CompiledProgram) if compiled else program is None
+        assert isinstance(executor, CompiledExecutor) if compiled else executor is None
     plan = forward_like[0]
     a = torch.randn(3, plan.dim1, dtype=torch.complex128)
     b = torch.randn(3, plan.dim2, dtype=torch.complex128)
@@ -166,12 +166,12 @@ def test_second_order_plans(cpu_kernels):
 
 def test_redundant_plans_go_path_by_path(monkeypatch, cpu_kernels):
     monkeypatch.setattr(torch_blocks, "MAX_REDUNDANCY", 24.0)
-    torch_blocks._block_program.cache_clear()
+    torch_blocks._block_executor.cache_clear()
     dense = cg_plan((16, 16, 16), (16, 16, 16), 2, "full", "real")       # the benchmark: about 6x
     sparse = cg_plan((1,) * 7, (1,) * 7, 6, "full", "complex")             # l <= 6, one fragment: about 240x
     assert _layout(dense).redundancy < 24 < _layout(sparse).redundancy
-    assert block_program(dense, CPU, torch.float32) is not None
-    compiled = block_program(sparse, CPU, torch.complex128)              # sparse-exact: any redundancy
+    assert block_executor(dense, CPU, torch.float32) is not None
+    compiled = block_executor(sparse, CPU, torch.complex128)              # sparse-exact: any redundancy
     assert (compiled is not None) == (cpu_kernels == "native")   # GEMMs: too redundant
     x, y = torch.randn(2, sparse.dim1, dtype=torch.complex128), torch.randn(2, sparse.dim2, dtype=torch.complex128)
     torch.testing.assert_close(torch_cg.cg_product(x, y, sparse), torch_cg.cg_product_reference(x, y, sparse))

@@ -10,7 +10,7 @@ A ``NeuralNet`` subclass declares its graph once, in ``__init__``, as in the tal
             self.output = CGproduct(w, v1 + w)
 
 ``Input()`` makes a symbolic Variable: every op applied to it is recorded, not run. ``net(a, b)``
-re-runs the recorded program on the values (inputs in the order the ``Input``s were created),
+re-runs the recorded ops on the values (inputs in the order the ``Input``s were created),
 recording an ordinary engine graph, and returns the output value(s); ``net.backward(g)`` returns
 the gradients with respect to the inputs, in input order, and accumulates the gradients of the
 net's ``Parameter``s into their torch ``.grad``. A subclass may instead define ``forward(self,
@@ -142,7 +142,7 @@ class NeuralNet(metaclass=_NetMeta):
     def __init__(self):
         self.output = None
         self._inputs: list[Input] = []
-        self._program = None
+        self._order = None
         self._last = None
 
     # ----------------------------------------------------------------- running
@@ -190,9 +190,9 @@ class NeuralNet(metaclass=_NetMeta):
 
     def _compiled(self):
         """The deferred nodes between the inputs and the outputs, in execution order (cached)."""
-        if self._program is None:
-            self._program = _schedule(self._outputs(), self._inputs, type(self).__name__)
-        return self._program
+        if self._order is None:
+            self._order = _schedule(self._outputs(), self._inputs, type(self).__name__)
+        return self._order
 
     # ----------------------------------------------------------------- parameters
     def named_parameters(self, prefix: str = ""):

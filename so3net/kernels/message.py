@@ -90,7 +90,7 @@ def channelwise_square_plan(tau: tuple[int, ...], maxl: int, basis: str = "compl
             continue
         out = tuple(range(counts[p.l], counts[p.l] + p.size))
         counts[p.l] += p.size
-        paths.append(Path(p.l1, p.l2, p.l, p.left, p.right, out))
+        paths.append(Path(p.l1, p.l2, p.l, p.left, p.right, out, p.connection))
     while len(counts) > 1 and counts[-1] == 0:
         counts.pop()
     return CGPlan("diag", full.tau1, full.tau2, tuple(counts), full.maxl, full.basis, tuple(paths),
@@ -119,8 +119,9 @@ class OuterContraction:
     """
 
     def __init__(self, plan: CGPlan):
-        if plan.kind != "diag" or plan.conj_right:
-            raise ValueError(f"the outer strategy evaluates forward channel-wise (diag) plans, got kind={plan.kind!r}"
+        if plan.coef_perm != (0, 1, 2) or plan.conj_right or any(p.connection != "channelwise" for p in plan.paths):
+            raise ValueError(f"the outer strategy evaluates forward plans whose paths are all channel-wise, got "
+                             f"kind={plan.kind!r} with connections {sorted({p.connection for p in plan.paths})}"
                              f"{' reading conj(y)' if plan.conj_right else ''}")
         self.plan = plan
         self.channels = uniform_channels(plan.tau1 + plan.tau2)

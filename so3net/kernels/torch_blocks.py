@@ -8,18 +8,18 @@ of y has n2) the packed output is a sequence of J row-matrices, one per (part l,
 
 where ``X (B, R1, n1)`` and ``Y (B, R2, n2)`` are the packed operands viewed row by row
 (``R = sum_l (2l+1)`` rows) and k runs over the nonzero CG terms of row j (m1 + m2 = m in the
-complex basis). :class:`BlockProgram` gathers these terms into the dense (R2 J, R1) coefficient
+complex basis). :class:`BlockExecutor` gathers these terms into the dense (R2 J, R1) coefficient
 matrix ``C[(q, j), p]`` and evaluates the product and both of its backward plans as two batched
 GEMMs each (see its docstring); the last GEMM of the forward writes the packed output in place.
 The dense GEMMs also multiply C's structural zeros: :attr:`_Layout.redundancy` is the ratio of
 their multiply-adds to the nonzero ones, and the GEMM evaluation is used only up to
 ``MAX_REDUNDANCY`` (about 6 for l <= 2 with 16 fragments, 17 for l <= 3 with 8; l = 4 with 4
 fragments is 48 and goes path by path, as do all larger l with few fragments). CPU tensors take
-the compiled, sparse-exact kernels of :mod:`.native` instead (:class:`CompiledProgram`: full
+the compiled, sparse-exact kernels of :mod:`.native` instead (:class:`CompiledExecutor`: full
 products of any types, the symmetric square, channel-wise products, any redundancy) unless
 ``SO3NET_CPU_KERNELS=torch``.
 
-:func:`block_program` recognises the forward plan and both of its backward plans (by rebuilding
+:func:`block_executor` recognises the forward plan and both of its backward plans (by rebuilding
 the forward plan from a backward one) and returns ``None`` for anything else; the caller then
 evaluates path by path (:mod:`.torch_paths`).
 """
@@ -34,7 +34,7 @@ import torch
 from ..plan import CGPlan, Path
 from . import memory, native
 
-__all__ = ["block_program", "BlockProgram", "pair_programs", "gradient_pair"]
+__all__ = ["block_executor", "BlockExecutor", "pair_executors", "gradient_pair"]
 
 MAX_REDUNDANCY = 24.0                            # dense GEMM multiply-adds / nonzero ones
 _CHUNK_BYTES = 1 << 20                           # per-chunk intermediate: stays in L2/L3
@@ -101,16 +101,16 @@ def _forward_of(plan: CGPlan) -> tuple[CGPlan, str] | None:
     if plan.kind != "grad" or plan.coef_perm not in (_GRAD_X, _GRAD_Y):
         return None
     if plan.coef_perm == _GRAD_X:     # path (l, l2 -> l1): left = out_f, right = right_f, out = left_f
-        paths = tuple(Path(p.l, p.l2, p.l1, p.out, p.right, p.left) for p in plan.paths)
+        paths = tuple(Path(p.l, p.l2, p.l1, p.out, p.right, p.left, p.connection) for p in plan.paths)
         taus, role = (plan.tau_out, plan.tau2, plan.tau1), "x"
     else:                             # path (l, l1 -> l2): left = out_f, right = left_f, out = right_f
-        paths = tuple(Path(p.l2, p.l, p.l1, p.right, p.out, p.left) for p in plan.paths)
+        paths = tuple(Path(p.l2, p.l, p.l1, p.right, p.out, p.left, p.connection) for p in plan.paths)
         taus, role = (plan.tau2, plan.tau_out, plan.tau1), "y"
     forward = CGPlan("full", *taus, len(taus[2]) - 1, plan.basis, paths)
     return forward, role
 
 
-class CompiledProgram:
+class CompiledExecutor:
     """One role (``z``, ``x`` or ``y``) of a product on CPU tensors, by the compiled kernels of
     :mod:`.native` (sparse-exact; the plans :func:`.native.tables` takes, any dtype)."""
 
@@ -134,7 +134,7 @@ class CompiledProgram:
         return grad
 
 
-class BlockProgram:
+class BlockExecutor:
     """Evaluation of one role (``z``, ``x`` or ``y``) of a uniform full product on one device and
     real dtype, as two batched GEMMs per call with the (R2 J, R1) coefficient matrix
     ``C[(q, j), p] = sum_k coef[j, k] [P1[j, k] = p] [P2[j, k] = q]`` (built once)::
@@ -212,13 +212,13 @@ def _chunks(n: int, step: int):
 
 
 def gradient_pair(px, py, gz: torch.Tensor, y: torch.Tensor, x: torch.Tensor):
-    """Both input gradients ``(px(gz, y), py(gz, x))`` of one product (two :class:`CompiledProgram`s
-    or two :class:`BlockProgram`s) in one pass over ``gz`` (the largest tensor): one kernel call, or
+    """Both input gradients ``(px(gz, y), py(gz, x))`` of one product (two :class:`CompiledExecutor`s
+    or two :class:`BlockExecutor`s) in one pass over ``gz`` (the largest tensor): one kernel call, or
     chunk by chunk."""
     n = gz.shape[0]
     gx = torch.empty(n, px.width(), dtype=gz.dtype, device=gz.device)
     gy = torch.empty(n, py.width(), dtype=gz.dtype, device=gz.device)
-    if isinstance(px, CompiledProgram):
+    if isinstance(px, CompiledExecutor):
         native.backward(px.lib, px.tables, gz, x, y, gx, gy)
         return gx, gy
     Tx, Ty = px.scratch(n, gz), py.scratch(n, gz)
@@ -229,16 +229,16 @@ def gradient_pair(px, py, gz: torch.Tensor, y: torch.Tensor, x: torch.Tensor):
     return gx, gy
 
 
-def block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype, mode: str | None = None):
-    """The whole-plan program of ``plan`` for tensors of ``dtype`` on ``device`` if it is a product
-    or one of its backward plans: a :class:`CompiledProgram` on the CPU when the compiled kernels
+def block_executor(plan: CGPlan, device: torch.device, dtype: torch.dtype, mode: str | None = None):
+    """The whole-plan executor of ``plan`` for tensors of ``dtype`` on ``device`` if it is a product
+    or one of its backward plans: a :class:`CompiledExecutor` on the CPU when the compiled kernels
     are in force (``mode``, default the environment's :func:`.native.mode`) and take it, a
-    :class:`BlockProgram` for uniform full products, else ``None``."""
-    return _block_program(plan, device, dtype, mode or native.mode())
+    :class:`BlockExecutor` for uniform full products, else ``None``."""
+    return _block_executor(plan, device, dtype, mode or native.mode())
 
 
 @lru_cache(maxsize=1024)
-def _block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype, mode: str):
+def _block_executor(plan: CGPlan, device: torch.device, dtype: torch.dtype, mode: str):
     found = _forward_of(plan)
     if found is None:
         return None
@@ -247,24 +247,24 @@ def _block_program(plan: CGPlan, device: torch.device, dtype: torch.dtype, mode:
     if lib is not None:
         tables = _compiled_tables(forward)
         if tables is not None:
-            return CompiledProgram(tables, role, forward, lib)
+            return CompiledExecutor(tables, role, forward, lib)
     layout = _layout(forward)
     if layout is None or layout.redundancy > MAX_REDUNDANCY:
         return None
     real = dtype.to_real() if dtype.is_complex else dtype
-    return BlockProgram(layout, role, forward, device, real)
+    return BlockExecutor(layout, role, forward, device, real)
 
 
-def pair_programs(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, dtype: torch.dtype,
+def pair_executors(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, dtype: torch.dtype,
                   mode: str | None = None):
     """``(px, py)`` when ``plan_x``/``plan_y`` are the two backward plans of one product with a
-    whole-plan program (then :func:`gradient_pair` applies), else ``None``."""
-    return _pair_programs(plan_x, plan_y, device, dtype, mode or native.mode())
+    whole-plan executor (then :func:`gradient_pair` applies), else ``None``."""
+    return _pair_executors(plan_x, plan_y, device, dtype, mode or native.mode())
 
 
 @lru_cache(maxsize=1024)
-def _pair_programs(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, dtype: torch.dtype, mode: str):
-    px, py = block_program(plan_x, device, dtype, mode), block_program(plan_y, device, dtype, mode)
+def _pair_executors(plan_x: CGPlan, plan_y: CGPlan, device: torch.device, dtype: torch.dtype, mode: str):
+    px, py = block_executor(plan_x, device, dtype, mode), block_executor(plan_y, device, dtype, mode)
     if px is None or py is None or (px.role, py.role) != ("x", "y") or px.forward != py.forward \
             or type(px) is not type(py):
         return None

@@ -27,8 +27,8 @@ from . import memory
 from .autograd import message_product, product
 from .checks import check_operands, check_weights
 from .rows import RowMap
-from .torch_blocks import block_program, gradient_pair, pair_programs
-from .torch_paths import entry_program, path_program
+from .torch_blocks import block_executor, gradient_pair, pair_executors
+from .torch_paths import entry_executor, path_executor
 
 __all__ = ["cg_product", "weighted_product", "message_passing_product", "cg_product_reference",
            "bilinear", "bilinear_pair", "weight_grad", "Engine", "TORCH", "NATIVE"]
@@ -52,12 +52,12 @@ def _target(cols: np.ndarray, device: torch.device):
 
 
 @lru_cache(maxsize=1024)
-def _program(plan: CGPlan, device: torch.device, real: torch.dtype, weighted: bool):
-    """Per path ``(l1, l2, l, run, target)`` (see :func:`.torch_paths.path_program`) and whether
+def _path_executors(plan: CGPlan, device: torch.device, real: torch.dtype, weighted: bool):
+    """Per path ``(l1, l2, l, run, target)`` (see :func:`.torch_paths.path_executor`) and whether
     the output accumulates; everything index- or coefficient-like is built here, once."""
     steps = []
     for i, p in enumerate(plan.paths):
-        run, cols = path_program(plan, i, device, real, weighted)
+        run, cols = path_executor(plan, i, device, real, weighted)
         steps.append((p.l1, p.l2, p.l, run, _target(cols, device)))
     return _accumulates(plan), tuple(steps)
 
@@ -79,10 +79,10 @@ def _rowwise(plan: CGPlan, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | N
              mode: str | None = None) -> torch.Tensor:
     n = a.shape[0]
     b = _right(plan, b)
-    whole = block_program(plan, a.device, a.dtype, mode) if w is None and n else None
+    whole = block_executor(plan, a.device, a.dtype, mode) if w is None and n else None
     if whole is not None:
         return whole(a, b)
-    accumulate, steps = _program(plan, a.device, _real(a), w is not None)
+    accumulate, steps = _path_executors(plan, a.device, _real(a), w is not None)
     z = memory.empty(n, plan.dim_out, dtype=a.dtype, device=a.device)
     if n == 0:
         return z
@@ -118,9 +118,9 @@ def bilinear(plan: CGPlan, rows: RowMap | None, a, b, w, conj_out: bool, mode: s
 
 def bilinear_pair(plan_a: CGPlan, conj_a: bool, plan_b: CGPlan, conj_b: bool, gz, b, a, mode: str | None = None):
     """``(bilinear(plan_a, None, gz, b, None, conj_a), bilinear(plan_b, None, gz, a, None, conj_b))``:
-    the two input gradients of a product. When the product has whole-plan programs both come from
+    the two input gradients of a product. When the product has whole-plan executors both come from
     one pass over ``gz`` (:func:`.torch_blocks.gradient_pair`)."""
-    pair = pair_programs(plan_a, plan_b, gz.device, gz.dtype, mode) if gz.shape[0] else None
+    pair = pair_executors(plan_a, plan_b, gz.device, gz.dtype, mode) if gz.shape[0] else None
     if pair is None:
         return (bilinear(plan_a, None, gz, b, None, conj_a, mode),
                 bilinear(plan_b, None, gz, a, None, conj_b, mode))
@@ -129,8 +129,8 @@ def bilinear_pair(plan_a: CGPlan, conj_a: bool, plan_b: CGPlan, conj_b: bool, gz
 
 
 @lru_cache(maxsize=1024)
-def _weight_program(plan: CGPlan, device: torch.device, real: torch.dtype):
-    return tuple((p.l1, p.l2, p.l, entry_program(plan, i, p.left, p.right, device, real),
+def _weight_executors(plan: CGPlan, device: torch.device, real: torch.dtype):
+    return tuple((p.l1, p.l2, p.l, entry_executor(plan, i, p.left, p.right, device, real),
                   torch.as_tensor(p.out, device=device), plan.weight_offsets[i], p.size)
                  for i, p in enumerate(plan.paths))
 
@@ -140,7 +140,7 @@ def _rowwise_weight_grad(plan: CGPlan, g, a, b, conj_g: bool) -> torch.Tensor:
     gw = torch.empty(a.shape[0], plan.num_weights, dtype=_real(a), device=a.device)
     if a.shape[0] == 0:
         return gw
-    for l1, l2, l, entries, out, off, size in _weight_program(plan, a.device, _real(a)):
+    for l1, l2, l, entries, out, off, size in _weight_executors(plan, a.device, _real(a)):
         U = entries(_part(a, plan.offsets1, plan.tau1, l1), _part(b, plan.offsets2, plan.tau2, l2))
         G = _part(g, plan.offsets_out, plan.tau_out, l).index_select(2, out)
         if G.is_complex():

@@ -27,7 +27,7 @@ import torch
 
 from ..plan import CGPlan
 
-__all__ = ["path_structure", "path_program", "entry_program"]
+__all__ = ["path_structure", "path_executor", "entry_executor"]
 
 
 @lru_cache(maxsize=8192)
@@ -76,7 +76,7 @@ def _gather(X: torch.Tensor, idx) -> torch.Tensor:
     return X[:, :, idx] if isinstance(idx, slice) else X.index_select(2, idx)
 
 
-def entry_program(plan: CGPlan, index: int, left, right, device: torch.device, real: torch.dtype):
+def entry_executor(plan: CGPlan, index: int, left, right, device: torch.device, real: torch.dtype):
     """``U(A, B)[b, m, k] = sum_{m1, m2} C[m1, m2, m] A[b, m1, left[k]] B[b, m2, right[k]]``."""
     m1, m2, m, c = plan.path_terms[index]
     S = np.zeros((2 * plan.paths[index].l + 1, len(c)))
@@ -117,7 +117,7 @@ def _workspace(cache: dict, numel: int, dtype, device) -> torch.Tensor:
     return cache[key][:numel]
 
 
-def _outer_program(plan: CGPlan, index: int, device, real):
+def _outer_executor(plan: CGPlan, index: int, device, real):
     M1, M2, M = (2 * l + 1 for l in (plan.paths[index].l1, plan.paths[index].l2, plan.paths[index].l))
     dense = _dense(plan, index)
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device, dtype=real)  # noqa: E731
@@ -167,7 +167,7 @@ def _outer_program(plan: CGPlan, index: int, device, real):
     return run
 
 
-def _contract_program(plan: CGPlan, index: int, device, real, side: str, orient: str, base: int):
+def _contract_executor(plan: CGPlan, index: int, device, real, side: str, orient: str, base: int):
     """Contraction of a contiguous (G, R) or (R, G) block of one operand with the same R-vector of
     the other. Per block m, the vector is contracted with that m's coefficients (a small GEMM on
     operands shared by every path of the call, see ``cache``), then one batched GEMM reads the
@@ -216,8 +216,8 @@ def _contract_program(plan: CGPlan, index: int, device, real, side: str, orient:
     return run
 
 
-def _zip_program(plan: CGPlan, index: int, device, real, left, right, weight_cols):
-    entries = entry_program(plan, index, left, right, device, real)
+def _zip_executor(plan: CGPlan, index: int, device, real, left, right, weight_cols):
+    entries = entry_executor(plan, index, left, right, device, real)
     wi = None if weight_cols is None else _index(weight_cols, device)
 
     def run(A: torch.Tensor, B: torch.Tensor, w) -> torch.Tensor:
@@ -228,7 +228,7 @@ def _zip_program(plan: CGPlan, index: int, device, real, left, right, weight_col
     return run
 
 
-def path_program(plan: CGPlan, index: int, device: torch.device, real: torch.dtype, weighted: bool):
+def path_executor(plan: CGPlan, index: int, device: torch.device, real: torch.dtype, weighted: bool):
     """``(run, cols)``: ``run(A, B, w)`` evaluates path ``index`` on its parts ``A (n, 2l1+1, n1)``
     and ``B (n, 2l2+1, n2)`` (and weights ``w (n, num_weights)`` when ``weighted``), returning
     ``Z (n, 2l+1, K)``; ``cols (K,)`` is the output fragment of each column (equal fragments sum)."""
@@ -239,11 +239,11 @@ def path_program(plan: CGPlan, index: int, device: torch.device, real: torch.dty
     if weighted and kind[0] != "zip":
         kind = ("generic",)
     if kind[0] == "outer":
-        return _outer_program(plan, index, device, real), out
+        return _outer_executor(plan, index, device, real), out
     if kind[0] == "contract":
-        return _contract_program(plan, index, device, real, *kind[1:]), out
+        return _contract_executor(plan, index, device, real, *kind[1:]), out
     if kind[0] == "zip":
         wcols = off + entry[:, 0] if weighted else None
-        return _zip_program(plan, index, device, real, left[:, 0], right[:, 0], wcols), out
+        return _zip_executor(plan, index, device, real, left[:, 0], right[:, 0], wcols), out
     wcols = off + np.arange(p.size) if weighted else None
-    return _zip_program(plan, index, device, real, p.left, p.right, wcols), np.asarray(p.out, dtype=np.int64)
+    return _zip_executor(plan, index, device, real, p.left, p.right, wcols), np.asarray(p.out, dtype=np.int64)

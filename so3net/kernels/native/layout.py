@@ -42,19 +42,16 @@ def _size(n1: int, n2: int, tri: int) -> int:
 
 
 def _block(p, n1: int, n2: int) -> tuple[int, int] | None:
-    """The output block of a non-empty path ``p`` as ``(first out index, tri)``: ``tri = -1`` when
-    the path pairs all fragments (an (n1, n2) block), ``k`` for the row-major upper triangle
-    ``triu_indices(n, k)`` (the symmetric square's l1 = l2 blocks); ``None`` for anything else."""
-    left, right, out = (np.asarray(a, dtype=np.int64) for a in (p.left, p.right, p.out))
-    if not (out == out[0] + np.arange(len(out))).all():
-        return None
-    if len(out) == n1 * n2 and (left == np.repeat(np.arange(n1), n2)).all() \
-            and (right == np.tile(np.arange(n2), n1)).all():
-        return int(out[0]), -1
-    for k in (0, 1):
-        i, j = np.triu_indices(n1, k=k)
-        if n1 == n2 and len(out) == len(i) and (left == i).all() and (right == j).all():
-            return int(out[0]), k
+    """The output block of a non-empty path ``p`` as ``(first out index, tri)`` by its connection
+    (:attr:`so3net.plan.Path.connection`): ``tri = -1`` for a full (n1, n2) block, 0 / 1 for the
+    row-major upper triangle ``triu_indices(n, k)`` of an "upper" / "strict_upper" path (the
+    symmetric square's l1 = l2 blocks); ``None`` for anything else or other fragment counts. A
+    channel-wise path with a one-fragment side is the full block of that side."""
+    if (p.connection == "full" or (p.connection == "channelwise" and 1 in (n1, n2))) and p.size == n1 * n2:
+        return int(p.out[0]), -1
+    k = {"upper": 0, "strict_upper": 1}.get(p.connection)
+    if k is not None and n1 == n2 and p.size == _size(n1, n2, k):
+        return int(p.out[0]), k
     return None
 
 
@@ -159,27 +156,25 @@ def _zip_rows(plan) -> list | None:
         return None
     rows = []
     for p, (m1, m2, m, c) in zip(plan.paths, plan.path_terms):
-        n1, n2 = plan.tau1[p.l1], plan.tau2[p.l2]
-        left, right, out = (np.asarray(a, dtype=np.int64) for a in (p.left, p.right, p.out))
-        n = len(out)
+        n1, n2, n = plan.tau1[p.l1], plan.tau2[p.l2], p.size
         if not n:
             continue
+        if p.connection != "channelwise" and not (p.connection == "full" and 1 in (n1, n2)):
+            return None                  # a full block with a one-fragment side is channel-wise (broadcast)
         steps = []
-        for index, count in ((left, n1), (right, n2)):
-            if (index == np.arange(n)).all():
+        for index, count in ((p.left, n1), (p.right, n2)):   # fragments 0..n-1, or fragment 0 of a one-fragment side
+            if index[-1] == n - 1 and n <= count:
                 steps.append(1)
-            elif count == 1 and not index.any():
+            elif count == 1 and index[-1] == 0:
                 steps.append(0)
             else:
                 return None
-        if not (out == out[0] + np.arange(n)).all():
-            return None
         width = plan.tau_out[p.l]
         for row in range(2 * p.l + 1):
             sel = m == row
             terms = [(plan.offsets1[p.l1] + a * n1, plan.offsets2[p.l2] + b * n2, v)
                      for a, b, v in zip(m1[sel].tolist(), m2[sel].tolist(), c[sel].tolist()) if v != 0.0]
-            rows.append((plan.offsets_out[p.l] + row * width + int(out[0]), n, *steps, terms))
+            rows.append((plan.offsets_out[p.l] + row * width + int(p.out[0]), n, *steps, terms))
     return _covering(rows, lambda r: r[1], plan.dim_out)
 
 
