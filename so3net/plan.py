@@ -70,7 +70,8 @@ def connection_of(left, right, out) -> str:
     if n == n1 * n2 and (left == np.repeat(np.arange(n1), n2)).all() and (right == np.tile(np.arange(n2), n1)).all():
         return "full"
     ramp = np.arange(n)
-    if ((left == ramp).all() or not left.any()) and ((right == ramp).all() or not right.any()):
+    left_ramp, right_ramp = bool((left == ramp).all()), bool((right == ramp).all())
+    if (left_ramp or right_ramp) and (left_ramp or not left.any()) and (right_ramp or not right.any()):
         return "channelwise"
     for k, name in ((0, "upper"), (1, "strict_upper")):
         i, j = np.triu_indices(n2, k=k)
@@ -79,11 +80,36 @@ def connection_of(left, right, out) -> str:
     return "other"
 
 
+def _one_fragment_side(left, right) -> bool:
+    return not any(left) or not any(right)
+
+
+@lru_cache(maxsize=65536)
+def _check_connection(p: "Path", coef_perm: tuple[int, int, int]) -> None:
+    """Raise unless the path's stated connection is what its maps spell in the forward product's
+    orientation (``coef_perm``: this plan's axis i is the forward's axis ``coef_perm[i]``). A block
+    with a one-fragment side is full and channel-wise (or, of size 1, upper) at once."""
+    if p.connection == "other":
+        return
+    forward = [None, None, None]
+    for maps, axis in zip((p.left, p.right, p.out), coef_perm):
+        forward[axis] = maps
+    spelled = connection_of(*forward)
+    if spelled == p.connection or (spelled == "full" and p.connection in ("channelwise", "upper")
+                                   and _one_fragment_side(forward[0], forward[1])):
+        return
+    instead = "'other'" if spelled == "other" else f"{spelled!r} or 'other'"
+    raise ValueError(f"path ({p.l1}, {p.l2}) -> {p.l} states connection {p.connection!r} but its fragment maps "
+                     f"spell {spelled!r} (left {p.left}, right {p.right}, out {p.out}); state {instead}, or leave it "
+                     "out to have it read off the maps")
+
+
 @dataclass(frozen=True)
 class Path:
     """One (l1, l2) -> l block: fragment maps ``left``, ``right``, ``out`` (tuples of ints), and
-    how they pair fragments, ``connection`` (:data:`CONNECTIONS`), the one statement of it that
-    the executors read:
+    how they pair fragments, ``connection`` (:data:`CONNECTIONS`), which the whole-plan executors
+    read (the compiled kernels' tables, the outer strategy; the torch twin's per-path evaluation and
+    the Triton kernels take any maps):
 
     - ``"full"``: every pair (i, j) of the n1 x n2 fragments, pair (i, j) at ``out[0] + i n2 + j``;
     - ``"channelwise"``: fragment i with fragment i (a side with one fragment broadcasts);
@@ -93,7 +119,8 @@ class Path:
 
     The mode is that of the forward product: the paths of a backward plan keep it, and the plan's
     ``coef_perm`` says how their maps were permuted. The plan constructors state it; a path made
-    without one gets :func:`connection_of` its maps.
+    without one gets :func:`connection_of` its maps; a :class:`CGPlan` refuses a path whose stated
+    mode its maps do not spell.
     """
     l1: int
     l2: int
@@ -145,6 +172,10 @@ class CGPlan:
     conj_right: bool = False
     coef_perm: tuple[int, int, int] = (0, 1, 2)
     name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        for p in self.paths:
+            _check_connection(p, self.coef_perm)
 
     # ------------------------------------------------------------- layout
     @cached_property

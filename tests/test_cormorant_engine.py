@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from so3net.graph import Variable, backward
+from so3net.kernels.message import Neighbours
 from so3net.graph import torch_fn
 from so3net.models import Cormorant
 from so3net.models import CormorantNet
@@ -17,13 +18,23 @@ def rel(a, b):
     return float((a - b).abs().max() / b.abs().max())
 
 
-@pytest.mark.parametrize("overrides", [dict(num_cg_levels=2, num_channels=2, maxl=2, max_sh=2),
-                                       dict(num_cg_levels=2, num_channels=2, maxl=1, max_sh=2, norm="part",
-                                            readout_hidden=())])
-def test_engine_net_equals_torch_model_to_second_order(overrides):
+@pytest.mark.parametrize("overrides, grouped", [
+    (dict(num_cg_levels=2, num_channels=2, maxl=2, max_sh=2), False),
+    (dict(num_cg_levels=2, num_channels=2, maxl=1, max_sh=2, norm="part", readout_hidden=()), False),
+    (dict(num_cg_levels=2, num_channels=2, maxl=1, max_sh=1), True)])
+def test_engine_net_equals_torch_model_to_second_order(overrides, grouped, monkeypatch):
+    """``grouped``: the torch model evaluates with its atoms renumbered into neighbour-count buckets
+    (forced here on molecules of different sizes, atoms of the molecules interleaved)."""
     torch.manual_seed(0)
     model = Cormorant("qm9", **overrides).double()
     pos, species, batch = molecules([4, 3], seed=1)
+    if grouped:
+        buckets = Neighbours.buckets
+        monkeypatch.setattr(Neighbours, "buckets", lambda self, k: buckets(self, k, min_saving=0.0, min_slots=1))
+        pos, species, batch = molecules([6, 2, 4], seed=3)
+        shuffle = torch.randperm(len(batch), generator=torch.Generator().manual_seed(0))
+        pos, species, batch = pos[shuffle], species[shuffle], batch[shuffle]
+        assert model.neighbours(pos, batch).grouped(model.neighbour_buckets)[0] is not None
     energies, forces = model.energy_and_forces(pos, species, batch, create_graph=True)
     loss = (energies ** 2).sum() + (forces ** 2).sum()
     want = torch.autograd.grad(loss, list(model.parameters()))

@@ -148,9 +148,9 @@ def test_grouped_buckets_renumber_nodes_into_consecutive_rows(num_nodes, num_edg
     src = torch.randint(0, num_nodes, (num_edges,), generator=g)
     dst = torch.randint(0, num_nodes, (num_edges,), generator=g)
     nbrs = Neighbours.from_edges(src, dst, num_nodes)
-    order, lists = nbrs.grouped(3)
+    order, lists = nbrs.grouped(3, min_saving=0.0, min_slots=1)     # split wherever a bucket saves a slot
     if order is None:
-        assert lists == [nbrs] and nbrs.buckets(3) == [nbrs]
+        assert lists == [nbrs] and nbrs.buckets(3, min_saving=0.0, min_slots=1) == [nbrs]
         return
     assert sorted(order.tolist()) == list(range(num_nodes))
     assert Neighbours.consecutive(lists) and not Neighbours.consecutive(lists[::-1])
@@ -165,6 +165,15 @@ def test_grouped_buckets_renumber_nodes_into_consecutive_rows(num_nodes, num_edg
     x = torch.randn(num_nodes, 4, generator=g)
     for b in lists:
         assert torch.equal(b.at_rows(x), x.index_select(0, b.rows()))
+
+
+def test_outer_strategy_takes_only_paths_pairing_fragment_c_with_c():
+    """A plan whose paths are not all c-with-c (here: fragment 0 with fragment 0 written twice) is
+    not the outer strategy's, whatever its kind."""
+    from so3net.plan import CGPlan, Path
+    odd = CGPlan("diag", (2,), (2,), (2,), 0, "complex", (Path(0, 0, 0, (0, 0), (0, 0), (0, 1)),))
+    assert not covers(odd)
+    assert covers(cg_plan((2, 2), (2, 2), 1, "diag", "complex"))
 
 
 def test_grouped_refuses_lists_it_cannot_renumber():

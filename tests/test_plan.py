@@ -268,3 +268,20 @@ def test_compiled_kernels_read_the_stated_connection():
     assert tables(diag) is not None
     assert tables(dataclasses.replace(diag, paths=tuple(dataclasses.replace(p, connection="other")
                                                          for p in diag.paths))) is None
+
+
+def test_a_plan_refuses_a_stated_connection_its_maps_do_not_spell():
+    """A false statement would send the path to an executor that assumes the mode (a wrong result);
+    the statement is checked in the forward orientation, so backward plans of every order pass."""
+    with pytest.raises(ValueError, match="states connection 'full' but its fragment maps spell 'other'"):
+        CGPlan("full", (2,), (1,), (2,), 0, "real", (Path(0, 0, 0, (1, 0), (0, 0), (0, 1), "full"),))
+    with pytest.raises(ValueError, match=r"spell 'channelwise' \(left .*\); state 'channelwise' or 'other'"):
+        CGPlan("full", (2,), (2,), (2,), 0, "real", (Path(0, 0, 0, (0, 1), (0, 1), (0, 1), "full"),))
+    stated_other = CGPlan("full", (2,), (2,), (2,), 0, "real", (Path(0, 0, 0, (0, 1), (0, 1), (0, 1), "other"),))
+    assert stated_other.paths[0].connection == "other"
+    for kind, tau in (("full", (2, 1, 3)), ("diag", (2, 2, 2)), ("square", (3, 1, 2))):
+        for first in cg_plan(tau, tau, 2, kind).backward_plans:
+            for second in first.backward_plans:
+                assert len(second.backward_plans) == 2
+    both_zero = Path(0, 0, 0, (0, 0), (0, 0), (0, 1))       # fragment 0 with fragment 0, twice: not channel-wise
+    assert both_zero.connection == "other"

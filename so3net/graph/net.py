@@ -142,7 +142,7 @@ class NeuralNet(metaclass=_NetMeta):
     def __init__(self):
         self.output = None
         self._inputs: list[Input] = []
-        self._order = None
+        self._scheduled_nodes = None
         self._last = None
 
     # ----------------------------------------------------------------- running
@@ -190,9 +190,9 @@ class NeuralNet(metaclass=_NetMeta):
 
     def _compiled(self):
         """The deferred nodes between the inputs and the outputs, in execution order (cached)."""
-        if self._order is None:
-            self._order = _schedule(self._outputs(), self._inputs, type(self).__name__)
-        return self._order
+        if self._scheduled_nodes is None:
+            self._scheduled_nodes = _schedule(self._outputs(), self._inputs, type(self).__name__)
+        return self._scheduled_nodes
 
     # ----------------------------------------------------------------- parameters
     def named_parameters(self, prefix: str = ""):

@@ -127,7 +127,11 @@ class OuterContraction:
         self.channels = uniform_channels(plan.tau1 + plan.tau2)
         if any(n % self.channels for n in plan.tau_out):
             raise ValueError(f"output type {plan.tau_out} is not made of blocks of {self.channels} fragments")
+        ramp = tuple(range(self.channels))
         for p in plan.paths:
+            if p.left != ramp or p.right != ramp:
+                raise ValueError(f"path {p.l1} x {p.l2} -> {p.l} does not pair fragment c with fragment c, c < "
+                                 f"{self.channels}")
             if p.out[0] % self.channels or p.out != tuple(range(p.out[0], p.out[0] + self.channels)):
                 raise ValueError(f"path {p.l1} x {p.l2} -> {p.l} does not write one block of {self.channels} fragments")
         self.dim1, self.dim2 = _rows(plan.tau1), _rows(plan.tau2)
@@ -319,7 +323,7 @@ class Neighbours:
             return t.narrow(0, self.start, self.src.shape[0])
         return t.index_select(0, self.dst)
 
-    def grouped(self, max_buckets: int = 3) -> tuple[torch.Tensor | None, list["Neighbours"]]:
+    def grouped(self, max_buckets: int = 3, **options) -> tuple[torch.Tensor | None, list["Neighbours"]]:
         """:meth:`buckets` with the nodes renumbered so that every bucket's rows are consecutive
         nodes: returns ``(order, lists)``, ``order[i]`` the node of this list that becomes node i
         (the buckets' nodes in bucket order, then the nodes without neighbours), and the buckets in
@@ -327,8 +331,8 @@ class Neighbours:
         A caller that permutes its node tensors by ``order`` reads every bucket's nodes as a slice
         and writes the buckets' results by one concatenation instead of a gather and a scatter per
         layer. ``(None, [self])`` when one list is best. Needs a list of all n nodes (``dst`` None)
-        whose sources are the same nodes (empty slots hold n)."""
-        lists = self.buckets(max_buckets)
+        whose sources are the same nodes (empty slots hold n). ``options``: those of :meth:`buckets`."""
+        lists = self.buckets(max_buckets, **options)
         if len(lists) == 1 and lists[0] is self:
             return None, [self]
         n = self.src.shape[0]

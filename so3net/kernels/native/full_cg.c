@@ -56,17 +56,19 @@ int so3net_native_abi(void) { return SO3NET_NATIVE_ABI; }
 #define TRI_BASE(k, c1, n2) ((k) < 0 ? (c1) * (n2) : (c1) * (n2) - (c1) * ((c1) - 1) / 2 - (c1) * (k) - (c1) - (k))
 #endif
 
-#if defined(__AVX512F__)                /* the widest vector the CPU has: wider GCC vectors are lowered */
-#define VMAXBYTES 64                    /* piecewise through memory (3.6x slower on an AVX2 Zen 2) */
-#else
+#if defined(__AVX512F__)                /* the widest vector the compiler targets: wider GCC vectors are */
+#define VMAXBYTES 64                    /* lowered piecewise through memory (3.6x slower on an AVX2 Zen 2) */
+#elif defined(__AVX__)
 #define VMAXBYTES 32
+#else
+#define VMAXBYTES 16
 #endif
 #if defined(FIXED_N2)                   /* the widest vector (up to VMAXBYTES) that tiles a row */
 #define VBYTES ((FIXED_N2 * sizeof(REAL)) % VMAXBYTES == 0 ? VMAXBYTES : (FIXED_N2 * sizeof(REAL)) % 32 == 0 ? 32 : 16)
 #define ROW_N2(j) ((idx)FIXED_N2)
 #define N2MAX ((idx)FIXED_N2)
 #else                                   /* rows of varying n2: GENERIC_VBYTES (32, or 16 for narrow rows) */
-#define VBYTES GENERIC_VBYTES
+#define VBYTES (GENERIC_VBYTES < VMAXBYTES ? GENERIC_VBYTES : VMAXBYTES)
 #define ROW_N2(j) (T->rn2[j])
 #define N2MAX (T->n2max)
 #endif
