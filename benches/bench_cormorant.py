@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from so3net.kernels import dispatch, message  # noqa: E402
+from so3net.kernels.native import cpu_summary  # noqa: E402
 from so3net.models import Cormorant  # noqa: E402
 from so3net.plan import cg_plan  # noqa: E402
 
@@ -175,7 +176,8 @@ def main() -> None:
     inputs = flatten(mols, "cpu")
     nbrs = model.neighbours(inputs[0], inputs[2])
     print(f"{args.molecules} random QM9-sized molecules, {min(sizes)}-{max(sizes)} atoms ({sum(sizes)} in all), "
-          f"float32, {torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
+          f"float32, {torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
+          f"load average {os.getloadavg()[0]:.2f}; CPU: {cpu_summary()}")
     lists = nbrs.buckets(model.neighbour_buckets)
     print(f"so3net Cormorant('qm9'): {sum(p.numel() for p in model.parameters())} parameters, "
           f"{nbrs.num_edges} edges (cutoff {model.config.hard_cut_rad} Å, max {nbrs.src.shape[1]} neighbours); "

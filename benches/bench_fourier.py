@@ -28,6 +28,7 @@ import torch
 
 from so3net.fourier import _sphere_plan as plan  # its table caches are cleared to time the set-up
 from so3net.fourier import so3_forward, so3_grid, so3_inverse, sphere_forward, sphere_grid, sphere_inverse
+from so3net.kernels.native import cpu_summary
 
 # ----------------------------------------------------------------------------- e3nn modules, cached on disk
 
@@ -269,7 +270,7 @@ def main() -> None:
                         help="torch threads for both libraries (1: stable timings on a shared machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU: {cpu_summary()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     bench_sphere(args.bandwidths, args.batch, args.repeats, args.e3nn_build_max)
     bench_so3(args.so3, args.so3_batch, args.repeats, args.so3_e3nn_max)

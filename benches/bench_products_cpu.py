@@ -59,6 +59,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from so3net.kernels import backend  # noqa: E402
+from so3net.kernels.native import cpu_summary  # noqa: E402
 from so3net.types import CGproduct, CGsquare, DiagCGproduct, SO3vec, product_plan  # noqa: E402
 
 
@@ -157,6 +158,7 @@ def main() -> None:
           f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, {args.repeats} interleaved repeats, "
           f"load average {os.getloadavg()[0]:.2f}")
+    print(f"# CPU: {cpu_summary()}")
     print(f"# so3net backend in force: {backend()}; e3nn 0.6 FullTensorProduct float32 ({irreps_out.dim} dims)")
     print(f"# CGproduct {tuple(plan.tau1)} x {tuple(plan.tau2)} maxl {args.maxl} -> {tuple(plan.tau_out)}, "
           f"forward + backward; vs e3nn = e3nn time / so3net time with the same loss (targets: real >= 10x, "

@@ -3,6 +3,7 @@ library, and a cached library that does not match (truncated: SIGBUS on load; a 
 crashes or wrong gradients) is rebuilt with a warning before ctypes ever loads it. A fake
 compiler keeps these tests fast; the real build is covered by tests/test_native_kernels.py."""
 import hashlib
+import os
 
 import pytest
 
@@ -61,3 +62,11 @@ def test_a_damaged_checksum_record_is_rebuilt_with_a_warning(fake_build):
     with pytest.warns(RuntimeWarning, match=r"(?s)checksum record .*\.sha256.*rebuilding"):
         assert native.build._build().read_bytes() == LIBRARY
     assert fake_build() == 2
+
+
+def test_cpu_summary_names_the_model_cpus_and_vector_isa():
+    """Benchmark headers print it: CPU figures differ by an order of magnitude across vector ISAs."""
+    from so3net.kernels.native import cpu_summary
+    text = cpu_summary()
+    assert f"{os.cpu_count()} logical CPUs" in text
+    assert any(isa in text for isa in ("AVX-512", "AVX2 (no AVX-512)", "AVX", "no AVX", "vector ISA unknown"))

@@ -19,10 +19,10 @@ import ctypes
 import torch
 
 from .. import memory
-from .build import MODES, library, mode, status
+from .build import MODES, cpu_summary, library, mode, status
 from .layout import SUFFIX, Tables, ZipTables, tables
 
-__all__ = ["mode", "library", "status", "Tables", "ZipTables", "tables", "forward", "backward", "MODES"]
+__all__ = ["mode", "library", "status", "cpu_summary", "Tables", "ZipTables", "tables", "forward", "backward", "MODES"]
 
 
 def _ptr(t: torch.Tensor | None):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .layout import FIXED_N2, GENERIC, SUFFIX, _Tables, _ZipTables
 
-__all__ = ["mode", "library", "status", "MODES"]
+__all__ = ["mode", "library", "status", "cpu_summary", "MODES"]
 
 MODES = ("auto", "native", "torch")
 _SOURCE = Path(__file__).with_name("full_cg.c")
@@ -62,6 +62,26 @@ def _cpu_signature() -> str:
         return "".join(sorted(set(lines)))
     except OSError:
         return platform.processor()
+
+
+def cpu_summary() -> str:
+    """The CPU in one line, for benchmark headers: model, logical CPUs and the widest vector ISA the
+    compiled kernels can use (AVX-512, AVX2, AVX, or none of them), e.g.
+    ``"AMD EPYC, 2 logical CPUs, AVX2 (no AVX-512)"``."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    isa = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2 (no AVX-512)"), ("avx", "AVX"))
+                if flag in flags), "no AVX" if flags else "vector ISA unknown")
+    return f"{model}, {os.cpu_count()} logical CPUs, {isa}"
 
 
 def _compiler() -> list[str]:
