@@ -69,16 +69,12 @@ def cpu_summary() -> str:
     compiled kernels can use (AVX-512, AVX2, AVX, or none of them), e.g.
     ``"AMD EPYC, 2 logical CPUs, AVX2 (no AVX-512)"``."""
     model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-    except OSError:
-        pass
+    for line in _cpu_signature().splitlines():      # the "model name" and "flags" lines of /proc/cpuinfo
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "model name":
+            model = value.strip()
+        elif sep and key.strip() == "flags":
+            flags = set(value.split())
     isa = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2 (no AVX-512)"), ("avx", "AVX"))
                 if flag in flags), "no AVX" if flags else "vector ISA unknown")
     return f"{model}, {os.cpu_count()} logical CPUs, {isa}"
