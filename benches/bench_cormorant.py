@@ -17,23 +17,32 @@ The original is compared only when it is importable; this script installs nothin
 (it needs only torch, numpy and scipy, which so3net already pulls in; it imports on torch 2.x as is,
 with a few ``SyntaxWarning``s about ``is`` with a literal).
 
-OpenMP threads wait passively here (``OMP_WAIT_POLICY=PASSIVE`` unless set otherwise): on a CPU that
-other processes share, spinning threads make a 2-thread step up to ten times slower. Both models run
-with the same ``--threads``.
+OpenMP threads wait as the OpenMP runtime does by default (they spin a while between parallel
+regions, then sleep), as a user's process gets them; ``--omp-wait-policy PASSIVE`` (sleep at once:
+every mid-size op then wakes the second thread, 40-50 ms more per 2-thread so3net step) or
+``ACTIVE`` sets ``OMP_WAIT_POLICY`` for both models, and the header prints the setting. On a CPU
+that other processes share, spinning threads can make a 2-thread step many times slower: there
+use PASSIVE or one thread.
 
-Also printed: one level's message sum (forward + backward) on the same edges by the kernels' per-edge
-product (the CPU backend in force) and by the outer strategy of ``so3net.kernels.message``, which the CPU layers use.
+Also printed: one level's message sum Σ_j (s_ij ⊗ Y_ij) ⊗cg F_j (forward + backward) on the model's
+edges (one padded list) by the three evaluations: the compiled fused kernel that the CG layers run
+under the "native" backend (``neighbour_message_product`` of ``EdgeFactors``), the outer strategy's
+torch ops (backend "torch": Υ formed, batched matmul, sparse contraction) and the kernels' per-edge
+product (``dispatch.message_passing_product``, Υ formed per edge).
 On CUDA (when available): so3net's step time and molecules per second on the GPU (Triton kernels).
 
-Run: ``python benches/bench_cormorant.py [--molecules 25] [--steps 10] [--original-steps 3] [--threads 2]``.
+Run: ``python benches/bench_cormorant.py [--molecules 25] [--steps 10] [--original-steps 3] [--threads 2]
+[--omp-wait-policy PASSIVE|ACTIVE]``.
 """
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP runtime
-
 import argparse  # noqa: E402
+import sys  # noqa: E402
+
+if __name__ == "__main__" and "--omp-wait-policy" in sys.argv[:-1]:   # read when torch starts its OpenMP runtime
+    os.environ["OMP_WAIT_POLICY"] = sys.argv[sys.argv.index("--omp-wait-policy") + 1]
 import importlib.util  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -42,7 +51,7 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from so3net.kernels import dispatch, message  # noqa: E402
+from so3net.kernels import backend as kernels_backend, dispatch, message  # noqa: E402
 from so3net.kernels.native import cpu_summary  # noqa: E402
 from so3net.models import Cormorant  # noqa: E402
 from so3net.plan import cg_plan  # noqa: E402
@@ -138,26 +147,38 @@ def timed(fn, repeats: int, sync, warmup: int = 1) -> list[float]:
     return times
 
 
-def aggregation_peer(model, inputs, repeats: int = 3) -> tuple[float, float]:
-    """Seconds for forward + backward of one level's message sum ``Σ_j Υ_ij ⊗cg F_j`` on the model's
-    edges (channel-wise plan, C channels, l <= maxl on both sides): the kernels' per-edge product
-    (``dispatch.message_passing_product``, the CPU backend in force) and the outer strategy's
-    edge-list entry point (``kernels.message.message_passing_product``), same inputs."""
+def aggregation_peer(model, inputs, repeats: int = 3) -> tuple[float, float, float]:
+    """Seconds for forward + backward of one level's message sum ``Σ_j (s_ij ⊗ Y_ij) ⊗cg F_j`` on the
+    model's edges (one padded list; channel-wise plan, C channels, l <= maxl on both sides), random
+    complex64 operands, gradients of the scalars, harmonics and node features: the compiled fused
+    kernel (backend "native"), the outer strategy's torch ops (backend "torch") and the kernels'
+    per-edge product (``dispatch.message_passing_product``, the CPU backend in force), same inputs."""
     pos, species, batch = inputs
     cfg = model.config
     nbrs = model.neighbours(pos, batch)
     dst, slot = nbrs.mask.nonzero(as_tuple=True)
     src = nbrs.src[dst, slot]
-    tau = (cfg.num_channels,) * (cfg.maxl + 1)
-    plan = cg_plan((cfg.num_channels,) * (cfg.max_sh + 1), tau, cfg.maxl, "diag")
+    C, L1 = cfg.num_channels, cfg.max_sh + 1
+    plan = cg_plan((C,) * L1, (C,) * (cfg.maxl + 1), cfg.maxl, "diag")
     g = torch.Generator().manual_seed(0)
-    edge = torch.randn(len(dst), plan.dim1, dtype=torch.complex64, generator=g).requires_grad_(True)
+    scalars = (torch.randn(*nbrs.src.shape, L1, C, dtype=torch.complex64, generator=g)
+               * nbrs.mask[..., None, None]).requires_grad_(True)
+    harmonics = torch.randn(*nbrs.src.shape, L1 * L1, dtype=torch.complex64, generator=g).requires_grad_(True)
     node = torch.randn(pos.shape[0], plan.dim2, dtype=torch.complex64, generator=g).requires_grad_(True)
+    leaves = (scalars, harmonics, node)
 
-    def run(product):
-        return lambda: product(edge, node, src, dst, plan, num_nodes=pos.shape[0]).abs().square().sum().backward()
-    return (min(timed(run(dispatch.message_passing_product), repeats, lambda: None)),
-            min(timed(run(message.message_passing_product), repeats, lambda: None)))
+    def by_backend(name):
+        def run():
+            with kernels_backend(name):
+                out = message.neighbour_message_product(message.EdgeFactors(scalars, harmonics), node, nbrs, plan)
+            torch.autograd.grad(out.abs().square().sum(), leaves)
+        return run
+
+    def per_edge():
+        edge = message.EdgeFactors(scalars, harmonics).materialize()[dst, slot].reshape(len(dst), plan.dim1)
+        out = dispatch.message_passing_product(edge, node, src, dst, plan, num_nodes=pos.shape[0])
+        torch.autograd.grad(out.abs().square().sum(), leaves)
+    return tuple(min(timed(run, repeats, lambda: None)) for run in (by_backend("native"), by_backend("torch"), per_edge))
 
 
 def main() -> None:
@@ -166,6 +187,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--original-steps", type=int, default=3, help="timed steps of the original (0: skip it)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads for both models")
+    ap.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"], default=None,
+                    help="OMP_WAIT_POLICY for both models (default: the OpenMP runtime's own, as users get it)")
     ap.add_argument("--gpu-molecules", type=int, default=250, help="second, larger batch on the GPU")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -176,7 +199,7 @@ def main() -> None:
     inputs = flatten(mols, "cpu")
     nbrs = model.neighbours(inputs[0], inputs[2])
     print(f"{args.molecules} random QM9-sized molecules, {min(sizes)}-{max(sizes)} atoms ({sum(sizes)} in all), "
-          f"float32, {torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
+          f"float32, {torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset (OpenMP default)')}, "
           f"load average {os.getloadavg()[0]:.2f}; CPU: {cpu_summary()}")
     lists = nbrs.buckets(model.neighbour_buckets)
     print(f"so3net Cormorant('qm9'): {sum(p.numel() for p in model.parameters())} parameters, "
@@ -187,9 +210,13 @@ def main() -> None:
     ours = statistics.median(times)
     print(f"so3net   train step median {ours * 1e3:9.1f} ms  min {min(times) * 1e3:9.1f} ms  "
           f"{len(mols) / ours:7.1f} molecules/s")
-    twin_s, outer_s = aggregation_peer(model, inputs)
-    print(f"one level's message sum, fwd+bwd: kernels' per-edge product (backend {dispatch.backend()}) {twin_s * 1e3:8.1f} ms, "
-          f"outer strategy {outer_s * 1e3:8.1f} ms: {twin_s / outer_s:5.1f}x")
+    if message.fused(inputs[0].to(torch.complex64)):
+        fused_s, outer_s, edge_s = aggregation_peer(model, inputs)
+        print(f"one level's message sum, fwd+bwd: fused kernel {fused_s * 1e3:7.1f} ms, outer strategy's torch ops "
+              f"{outer_s * 1e3:7.1f} ms ({outer_s / fused_s:.1f}x), per-edge product (backend {dispatch.backend()}) "
+              f"{edge_s * 1e3:7.1f} ms ({edge_s / fused_s:.1f}x)")
+    else:
+        print(f"one level's message sum: the fused kernel needs the 'native' backend (in force: {dispatch.backend()})")
     original = original_model() if args.original_steps else None
     if original is None:
         print("original: not importable (see this script's docstring for how to install it); no ratio")

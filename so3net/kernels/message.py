@@ -47,7 +47,7 @@ from . import dispatch
 
 __all__ = ["uniform_channels", "channelwise_square_plan", "OuterContraction", "outer_contraction", "Neighbours",
            "batched_matmul", "strategy", "covers", "channelwise_product", "row_product", "padded_message_product",
-           "message_passing_product"]
+           "message_passing_product", "neighbour_message_product", "fused", "EdgeFactors"]
 
 
 def strategy(like: torch.Tensor, backend: str | None = None) -> str:
@@ -163,6 +163,21 @@ class OuterContraction:
                       o2[p.l2]:o2[p.l2] + 2 * p.l2 + 1] = coef[:, :, m]
             first += (2 * l + 1) * blocks
         return W.reshape(self.num_rows, self.dim1 * self.dim2)
+
+    def fused_rows(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """W's rows for the fused kernel (``native/padded_msg.c``): ``(wrow (K+1,), soff, coefficients)``
+        int64, int64 and the real dtype of ``dtype``; term t of row r reads the planar scratch at
+        ``a 2 D2p + b`` (D2p: dim2 rounded up to 16). Cached per dtype."""
+        real = dtype.to_real() if dtype.is_complex else dtype
+        key = ("fused", real)
+        if key not in self._cache:
+            d2p = (self.dim2 + 15) // 16 * 16
+            rows, cols = np.nonzero(self.dense)            # row-major: rows ascending
+            a, b = np.divmod(cols, self.dim2)
+            wrow = np.searchsorted(rows, np.arange(self.num_rows + 1))
+            self._cache[key] = (torch.as_tensor(wrow, dtype=torch.int64), torch.as_tensor(a * 2 * d2p + b, dtype=torch.int64),
+                                torch.as_tensor(self.dense[rows, cols], dtype=real))
+        return self._cache[key]
 
     def matrices(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """``(W, Wᵀ)`` as sparse CSR tensors of the given real dtype (cached)."""
@@ -495,3 +510,136 @@ def message_passing_product(edge: torch.Tensor, node: torch.Tensor, src: torch.T
     slots = slots.index_copy(0, slot, edge.reshape(edge.shape[0], con.dim1, con.channels)[order])
     return padded_message_product(slots.reshape(num_nodes, nbrs.src.shape[1], con.dim1, con.channels),
                                   nbrs.sources(node, con.channels), plan)
+
+
+
+class _RowsByDegree(torch.autograd.Function):
+    """``s.index_select(dim, l_of)`` with ``l_of = [l repeated 2l + 1 times, l < L1]``: one row of
+    degree l per m. Its backward sums the 2l + 1 gradient rows of each l (torch's index_select
+    backward scatters them, 4-5x slower here); made of torch ops, so differentiable to any order."""
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, dim: int):
+        ctx.meta = (dim, s.shape[dim])
+        l_of = torch.as_tensor([l for l in range(s.shape[dim]) for _ in range(2 * l + 1)], device=s.device)
+        return s.index_select(dim, l_of)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        dim, L1 = ctx.meta
+        return torch.stack([g.narrow(dim, l * l, 2 * l + 1).sum(dim) for l in range(L1)], dim), None
+
+
+@dataclass(frozen=True)
+class EdgeFactors:
+    """An edge operand in factored form: fragment c of part l of slot (i, k) is
+    ``scalars[i, k, l, c] · harmonics[i, k, (l, m)]`` (Cormorant's Υ = edge scalars ⊗ spherical
+    harmonics). ``scalars (N, d, L1, C)``, ``harmonics (N, d, L1²)`` (part l at ``[l², (l+1)²)``).
+    :func:`neighbour_message_product` reads it without forming Υ under the "native" backend."""
+    scalars: torch.Tensor
+    harmonics: torch.Tensor
+
+    def __post_init__(self):
+        N, d, L1, C = self.scalars.shape
+        if self.harmonics.shape != (N, d, L1 * L1):
+            raise ValueError(f"harmonics must have shape {(N, d, L1 * L1)} for scalars {tuple(self.scalars.shape)}, "
+                             f"got {tuple(self.harmonics.shape)}")
+
+    def materialize(self) -> torch.Tensor:
+        """Υ ``(N, d, L1², C)``, stored as (C, N, L1², d): the matrices :func:`padded_message_product`'s
+        batched matmul reads, contiguous."""
+        s = _RowsByDegree.apply(self.scalars.permute(3, 0, 2, 1).contiguous(), 2)     # (C, N, D, d)
+        return (s * self.harmonics.transpose(1, 2).contiguous()).permute(1, 3, 2, 0)   # Y as (N, D, d)
+
+
+class _FusedMessage(torch.autograd.Function):
+    """:func:`padded_message_product` of ``EdgeFactors(scalars, harmonics).materialize()`` and
+    ``nbrs.sources(node)`` by the compiled fused kernel (``native/padded_msg.c``; complex CPU data):
+    no Υ, no gathered sources, no per-node outer products in memory. The backward runs the kernel;
+    when the graph of the gradient is recorded (``create_graph``, e.g. a force loss) it computes the
+    same gradients by the outer strategy's torch ops instead (:func:`_partials_by_torch_ops`), so
+    gradients of any order exist."""
+
+    @staticmethod
+    def forward(ctx, scalars, harmonics, node, nbrs, plan):
+        from . import native
+        con = outer_contraction(plan)
+        ctx.save_for_backward(scalars, harmonics, node)
+        ctx.meta = (nbrs, plan)
+        return native.message_forward(native.library("native"), scalars, harmonics, node, nbrs.src,
+                                      con.fused_rows(scalars.dtype), con.num_rows)
+
+    @staticmethod
+    def backward(ctx, gz):
+        from . import native
+        saved = ctx.saved_tensors
+        nbrs, plan = ctx.meta
+        want = tuple(ctx.needs_input_grad[:3])
+        if torch.is_grad_enabled():
+            return (*_partials_by_torch_ops(gz, *saved, nbrs, plan, want), None, None)
+        con = outer_contraction(plan)
+        grads = native.message_backward(native.library("native"), gz, *saved, nbrs.src,
+                                        con.fused_rows(gz.dtype), con.num_rows, want)
+        return (*grads, None, None)
+
+
+def _partials_by_torch_ops(gz, scalars, harmonics, node, nbrs, plan, want) -> tuple:
+    """The gradients of :class:`_FusedMessage` by differentiable torch ops (the graph of the gradient
+    recorded). They are partial derivatives: the scalars may themselves depend on the node
+    features (Cormorant's edge scalars do, through F_i · F_j), so they are taken with respect to
+    the formed operand Υ and the gathered sources, then carried back by the explicit rules of Υ =
+    s ⊗ Y and of the gather."""
+    C, L1 = scalars.shape[-1], scalars.shape[2]
+    edge = EdgeFactors(scalars, harmonics).materialize() if want[0] or want[1] else EdgeFactors(
+        scalars.detach(), harmonics.detach()).materialize()
+    sources = nbrs.sources(node if want[2] else node.detach(), C)
+    z = padded_message_product(edge, sources, plan)
+    wrt = [t for t, w in ((edge, want[0] or want[1]), (sources, want[2])) if w]
+    grads = iter(torch.autograd.grad(z, wrt, gz, create_graph=True))
+    g_edge = next(grads) if want[0] or want[1] else None                        # (N, d, D1, C)
+    g_src = next(grads) if want[2] else None                                    # (C, N, d, D2)
+    gs = gy = gn = None
+    if want[0]:
+        gs = torch.stack([(g_edge[:, :, l * l:(l + 1) ** 2] * harmonics[:, :, l * l:(l + 1) ** 2, None].conj()).sum(2)
+                          for l in range(L1)], 2)
+    if want[1]:
+        l_of = torch.as_tensor([l for l in range(L1) for _ in range(2 * l + 1)], device=scalars.device)
+        gy = (g_edge * scalars.index_select(2, l_of).conj()).sum(-1)
+    if want[2]:
+        n, D2 = node.shape[0], node.shape[1] // C
+        flat = g_src.reshape(C, -1, D2)
+        gn = flat.new_zeros(C, n + 1, D2).index_add(1, nbrs.src.reshape(-1), flat)[:, :n]
+        gn = gn.permute(1, 2, 0).reshape(n, D2 * C)
+    return gs, gy, gn
+
+
+def fused(like: torch.Tensor) -> bool:
+    """Whether :func:`neighbour_message_product` runs the compiled fused kernel on an
+    :class:`EdgeFactors` operand like ``like``: complex64/complex128 CPU data under the "native"
+    backend."""
+    return (like.device.type == "cpu" and like.dtype in (torch.complex64, torch.complex128)
+            and dispatch.backend(device=like.device) == "native")
+
+
+def neighbour_message_product(edge: torch.Tensor | EdgeFactors, node: torch.Tensor, nbrs: Neighbours, plan: CGPlan,
+                              sources: torch.Tensor | None = None) -> torch.Tensor:
+    """``out_i = sum_k P(edge[i, k], node[src[i, k]])`` over the rows of ``nbrs`` for a channel-wise
+    plan: packed ``(N, plan.dim_out)``. ``edge``: the edge operand ``(N, d, D1, C)`` as
+    :func:`padded_message_product` reads it, or in factored form (:class:`EdgeFactors`); ``node
+    (n, plan.dim2)`` the packed node features. A factored operand of complex data under the "native"
+    backend (:func:`fused`) takes the compiled fused kernel; anything else the outer strategy's
+    torch ops, :func:`padded_message_product` of ``sources`` (default ``nbrs.sources(node, C)``).
+    The same values and gradients either way (tests compare them in float64)."""
+    con = outer_contraction(plan)
+    C = con.channels
+    factored = isinstance(edge, EdgeFactors)
+    shape = tuple(edge.scalars.shape[:2]) + (edge.scalars.shape[2] ** 2, edge.scalars.shape[3]) if factored else edge.shape
+    if shape != (*nbrs.src.shape, con.dim1, C) or node.shape[1:] != (con.dim2 * C,):
+        raise ValueError(f"plan {plan.tau1} x {plan.tau2} expects an edge operand {(*nbrs.src.shape, con.dim1, C)} and "
+                         f"node (n, {con.dim2 * C}); got {tuple(shape)} and {tuple(node.shape)}")
+    if factored and fused(node) and edge.scalars.dtype == edge.harmonics.dtype == node.dtype:
+        s, y = (t.resolve_conj().contiguous() for t in (edge.scalars, edge.harmonics))
+        return _FusedMessage.apply(s, y, node.resolve_conj().contiguous(), nbrs, plan)
+    edge = edge.materialize() if factored else edge
+    _check_data(plan, edge, node)
+    return padded_message_product(edge, nbrs.sources(node, C) if sources is None else sources, plan)

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from ..data.neighbors import radius_graph
+from ..kernels.message import EdgeFactors
 from ..nn import (AtomMLP, BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, RadPolyTrig, SoftCutoff,
-                  SymPowerReadout, edge_harmonics, edge_operand, edge_vectors, invariants, num_invariants, pair_dots,
+                  SymPowerReadout, edge_harmonics, edge_vectors, invariants, num_invariants, pair_dots,
                   smooth_switch)
 from ..nn.positions import check_finite_positions, check_separation
 from ..nn.species import species_rows, species_table
@@ -188,11 +189,11 @@ class Cormorant(nn.Module):
         order, lists = self.neighbours(positions, batch).grouped(self.neighbour_buckets)
         if order is not None:
             positions, species, batch = positions.index_select(0, order), species[order], batch[order]
-        geometry = []   # per list: (r, hard cutoff factor, harmonics stored as (D, n, d))
+        geometry = []   # per list: (r, hard cutoff factor, harmonics (n, d, D))
         for nbrs in lists:
             vec, r = edge_vectors(nbrs, positions, far=2 * cfg.hard_cut_rad + 1)
             check_separation(r, nbrs, given_batch, order=order)
-            harmonics = edge_harmonics(vec, cfg.max_sh).permute(2, 0, 1).contiguous().permute(1, 2, 0)
+            harmonics = edge_harmonics(vec, cfg.max_sh)
             geometry.append((r, smooth_switch(r, cfg.hard_cut_rad - cfg.hard_cut_switch, cfg.hard_cut_rad), harmonics))
         x = torch.view_as_complex(self.embed(self.atom_scalars(species)).reshape(-1, C, 2))
         x = SO3vec.from_packed(x, (C,))
@@ -201,7 +202,7 @@ class Cormorant(nn.Module):
             sources = [nbrs.sources(x.packed(), C) for nbrs in lists]
             edges = [edge_level(e, pair_dots(x, s, nbrs), radial(r), r, hard)
                      for e, s, nbrs, (r, hard, _) in zip(edges, sources, lists, geometry)]
-            ups = [edge_operand(e, harmonics) for e, (_, _, harmonics) in zip(edges, geometry)]
+            ups = [EdgeFactors(e, harmonics) for e, (_, _, harmonics) in zip(edges, geometry)]
             x = norm(layer(x, ups, lists, sources))
             levels.append(x)
         return levels, order, species, batch

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..kernels.dispatch import message_passing_product
-from ..kernels.message import (Neighbours, channelwise_square_plan, padded_message_product, row_product, strategy,
+from ..kernels.message import (EdgeFactors, Neighbours, channelwise_square_plan, neighbour_message_product, row_product, strategy,
                                uniform_channels)
 from ..plan import cg_plan
 from ..types import SO3type, SO3vec
@@ -39,15 +39,11 @@ __all__ = ["EdgeLevel", "CGLayer", "edge_operand"]
 
 def edge_operand(scalars: torch.Tensor, harmonics: torch.Tensor) -> torch.Tensor:
     """Υ per slot: fragment c of part l is ``scalars[..., l, c] · Y^l``, complex ``(N, d, (L+1)², C)``
-    as :func:`so3net.kernels.message.padded_message_product` reads it (stored as
-    ((L+1)², C, N, d), which its batched matmul reads in place). ``scalars (N, d, L+1, C)``,
-    ``harmonics (N, d, (L+1)²)`` (read in place when stored as ((L+1)², N, d), as Cormorant keeps it,
-    else transposed once per call)."""
-    L1 = scalars.shape[2]
-    l_of = torch.as_tensor([l for l in range(L1) for _ in range(2 * l + 1)], device=scalars.device)
-    s = scalars.permute(2, 3, 0, 1).contiguous().index_select(0, l_of)   # (D, C, N, d): rows copied whole
-    ups = s * harmonics.permute(2, 0, 1).contiguous()[:, None]            # Y as (D, 1, N, d)
-    return ups.permute(2, 3, 0, 1)
+    as :func:`so3net.kernels.message.padded_message_product` reads it, stored as (C, N, (L+1)², d):
+    the matrices its batched matmul reads, contiguous. ``scalars (N, d, L+1, C)``, ``harmonics
+    (N, d, (L+1)²)``. :class:`so3net.kernels.message.EdgeFactors` keeps the two factors instead,
+    which the CG layer's fused kernel reads without forming Υ."""
+    return EdgeFactors(scalars, harmonics).materialize()
 
 
 class EdgeLevel(nn.Module):
@@ -102,11 +98,12 @@ class CGLayer(nn.Module):
         self.weights = nn.ParameterList(nn.Parameter(init_complex_weight(n, num_channels, init, gain))
                                         for n in self.tau_cat)
 
-    def forward(self, x: SO3vec, edge: torch.Tensor | list[torch.Tensor], nbrs: Neighbours | list[Neighbours],
+    def forward(self, x: SO3vec, edge: torch.Tensor | EdgeFactors | list, nbrs: Neighbours | list[Neighbours],
                 sources: torch.Tensor | list[torch.Tensor] | None = None) -> SO3vec:
         """Atom features ``x`` (batch (N,), type ``tau_in``); ``nbrs``: the padded neighbour lists
         (a :class:`Neighbours`, or a list of them, e.g. :meth:`Neighbours.buckets`); ``edge``:
-        :func:`edge_operand` of the edge scalars and harmonics over the slots of each list;
+        the edge operand over the slots of each list, as :func:`edge_operand` forms it or in factored
+        form (:class:`so3net.kernels.message.EdgeFactors`, which the compiled kernel reads as is);
         ``sources``: ``nbrs.sources(x.packed(), C)`` of each list when already formed -> type
         ``tau_out``. The products follow :func:`so3net.kernels.message.strategy`: the outer
         strategy under the CPU backends, the kernels' fused products (Triton) under the triton backend."""
@@ -118,8 +115,7 @@ class CGLayer(nn.Module):
                              f"{len(edges)} edge operands, {len(srcs)} source tensors")
         if strategy(xp) == "outer":
             C = uniform_channels(self.tau_in)
-            aggs = [padded_message_product(e, nb.sources(xp, C) if s is None else s, self.edge_plan)
-                    for nb, e, s in zip(lists, edges, srcs)]
+            aggs = [neighbour_message_product(e, xp, nb, self.edge_plan, sources=s) for nb, e, s in zip(lists, edges, srcs)]
             if len(lists) == 1 and lists[0].dst is None:
                 agg = aggs[0]
             elif Neighbours.consecutive(lists):   # rows are atoms 0, 1, ... (Neighbours.grouped); the rest receive nothing
@@ -131,6 +127,7 @@ class CGLayer(nn.Module):
         else:
             per_edge, src, dst = [], [], []
             for nb, e in zip(lists, edges):
+                e = e.materialize() if isinstance(e, EdgeFactors) else e
                 row, slot = nb.mask.nonzero(as_tuple=True)
                 per_edge.append(e[row, slot].reshape(len(row), self.edge_plan.dim1))
                 src.append(nb.src[row, slot])

@@ -22,7 +22,8 @@ from .. import memory
 from .build import MODES, cpu_summary, library, mode, status
 from .layout import SUFFIX, Tables, ZipTables, tables
 
-__all__ = ["mode", "library", "status", "cpu_summary", "Tables", "ZipTables", "tables", "forward", "backward", "MODES"]
+__all__ = ["mode", "library", "status", "cpu_summary", "Tables", "ZipTables", "tables", "forward", "backward",
+           "message_forward", "message_backward", "MODES"]
 
 
 def _ptr(t: torch.Tensor | None):
@@ -101,3 +102,52 @@ def backward(lib, tables: Tables | ZipTables, gz: torch.Tensor, x: torch.Tensor 
     function = _function(lib, tables, "backward", gz.dtype)
     coefficients = (_ptr(qc),) if isinstance(tables, ZipTables) else (_ptr(qc), _ptr(pc))
     _run(function, ctypes.byref(tables.struct), *coefficients, batch, _ptr(gz), _ptr(x), _ptr(y), _ptr(gx), _ptr(gy))
+
+
+
+def _message_args(scalars: torch.Tensor, harmonics: torch.Tensor, node: torch.Tensor, src: torch.Tensor, rows,
+                  num_rows: int):
+    """Check the fused message kernel's operands (see ``padded_msg.c``); returns its size and table arguments."""
+    N, d, L1, C = scalars.shape
+    if not scalars.is_complex() or scalars.dtype.to_real() not in SUFFIX:
+        raise TypeError(f"the fused message kernel takes complex64 or complex128 data, got {scalars.dtype}")
+    if harmonics.shape != (N, d, L1 * L1) or harmonics.dtype != scalars.dtype:
+        raise ValueError(f"harmonics must be {(N, d, L1 * L1)} of dtype {scalars.dtype}, got "
+                         f"{tuple(harmonics.shape)} {harmonics.dtype}")
+    if node.dtype != scalars.dtype or node.dim() != 2 or node.shape[1] % C:
+        raise ValueError(f"node must be (n, D2 * {C}) of dtype {scalars.dtype}, got {tuple(node.shape)} {node.dtype}")
+    if src.shape != (N, d) or src.dtype != torch.int64:
+        raise ValueError(f"src must be int64 of shape {(N, d)}, got {tuple(src.shape)} {src.dtype}")
+    if any(t.device.type != "cpu" or not t.is_contiguous() or t.is_conj() for t in (scalars, harmonics, node, src)):
+        raise ValueError("the fused message kernel reads contiguous, unconjugated CPU tensors")
+    wrow, soff, coef = rows
+    return (N, d, C, L1, node.shape[1] // C, node.shape[0], num_rows), (_ptr(wrow), _ptr(soff), _ptr(coef))
+
+
+def message_forward(lib, scalars: torch.Tensor, harmonics: torch.Tensor, node: torch.Tensor, src: torch.Tensor,
+                    rows, num_rows: int) -> torch.Tensor:
+    """``z (N, num_rows C)``: the fused outer strategy of ``padded_msg.c`` for the edge operand
+    ``scalars (N, d, L1, C)`` ⊗ ``harmonics (N, d, L1²)``, packed nodes ``node (n, D2 C)``, slots
+    ``src (N, d)`` (outside [0, n): empty) and contraction ``rows`` = (wrow, soff, coefficients) of
+    :meth:`so3net.kernels.message.OuterContraction.fused_rows`."""
+    sizes, table = _message_args(scalars, harmonics, node, src, rows, num_rows)
+    out = torch.empty(sizes[0], num_rows * sizes[2], dtype=scalars.dtype)
+    function = getattr(lib, f"padded_msg_forward_{SUFFIX[scalars.dtype.to_real()]}")
+    _run(function, *sizes, _ptr(scalars), _ptr(harmonics), _ptr(node), _ptr(src), *table, _ptr(out))
+    return out
+
+
+def message_backward(lib, gz: torch.Tensor, scalars: torch.Tensor, harmonics: torch.Tensor, node: torch.Tensor,
+                     src: torch.Tensor, rows, num_rows: int, want: tuple[bool, bool, bool]) -> tuple:
+    """``(grad scalars, grad harmonics, grad node)`` of a real loss with gradient ``gz`` of
+    :func:`message_forward`'s output (None where ``want`` says no)."""
+    sizes, table = _message_args(scalars, harmonics, node, src, rows, num_rows)
+    gz = _dense(gz)
+    if gz.shape != (sizes[0], num_rows * sizes[2]) or gz.dtype != scalars.dtype:
+        raise ValueError(f"gz must be {(sizes[0], num_rows * sizes[2])} of dtype {scalars.dtype}, got "
+                         f"{tuple(gz.shape)} {gz.dtype}")
+    grads = [torch.empty_like(t) if w else None for t, w in zip((scalars, harmonics, node), want)]
+    function = getattr(lib, f"padded_msg_backward_{SUFFIX[scalars.dtype.to_real()]}")
+    _run(function, *sizes, _ptr(gz), _ptr(scalars), _ptr(harmonics), _ptr(node), _ptr(src), *table,
+         *(_ptr(g) for g in grads))
+    return tuple(grads)

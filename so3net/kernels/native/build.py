@@ -1,4 +1,4 @@
-"""Compiling and loading the CG kernels (``full_cg.c``, ``zip_cg.c``), and the mode switch.
+"""Compiling and loading the CG kernels (``full_cg.c``, ``zip_cg.c``, ``padded_msg.c``), and the mode switch.
 
 The sources are compiled on first use with the system C compiler (``cc``, or ``$CC`` split like a
 shell would; ``-O3 -march=native -fopenmp``) into ``~/.cache/so3net/native`` (or
@@ -32,14 +32,14 @@ __all__ = ["mode", "library", "status", "cpu_summary", "MODES"]
 
 MODES = ("auto", "native", "torch")
 _SOURCE = Path(__file__).with_name("full_cg.c")
-_SOURCES = (_SOURCE, _SOURCE.with_name("zip_cg.c"))
+_SOURCES = (_SOURCE, _SOURCE.with_name("zip_cg.c"), _SOURCE.with_name("padded_msg.c"))
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno")
 _VARIANTS = [f"#define FIXED_N2 {n}\n#define VARIANT n{n}\n#include \"full_cg.c\"\n#undef FIXED_N2\n#undef VARIANT\n"
              for n in FIXED_N2] + \
             [f"#define GENERIC_VBYTES {v}\n#define VARIANT any{v}\n#include \"full_cg.c\"\n#undef GENERIC_VBYTES\n"
              f"#undef VARIANT\n" for v in GENERIC]
 _DRIVER = "".join(f"#define REAL {real}\n#define SUFFIX {suffix}\n" + "".join(_VARIANTS)
-                  + '#include "zip_cg.c"\n#undef REAL\n#undef SUFFIX\n'
+                  + '#include "zip_cg.c"\n#include "padded_msg.c"\n#undef REAL\n#undef SUFFIX\n'
                   for real, suffix in (("float", "f32"), ("double", "f64")))
 _COMPILE_TIMEOUT_S = 300
 _ABI = 3                                  # SO3NET_NATIVE_ABI of full_cg.c: the layout of _Tables, _ZipTables
@@ -116,7 +116,7 @@ def _build() -> Path:
             raise RuntimeError(f"compiling the CG kernels ({_SOURCE.name}) with {' '.join(cc)} took over "
                                f"{_COMPILE_TIMEOUT_S} s") from err
         if run.returncode != 0:
-            raise RuntimeError(f"compiling {_SOURCE.name} and {_SOURCES[1].name} with {' '.join(cc)} failed:\n"
+            raise RuntimeError(f"compiling {', '.join(f.name for f in _SOURCES)} with {' '.join(cc)} failed:\n"
                                f"{run.stderr.strip()}")
         digest = _sha256(built)
         target = cache / f"full_cg-{key}-{digest[:16]}.so"
@@ -175,6 +175,10 @@ def _declare(lib: ctypes.CDLL) -> None:
             fwd.argtypes, fwd.restype = [ctypes.POINTER(_ZipTables), p, lng, p, p, p, i], i
             bwd = getattr(lib, f"zip_cg_backward{kind}_{suffix}")
             bwd.argtypes, bwd.restype = [ctypes.POINTER(_ZipTables), p, lng, p, p, p, p, p, i], i
+        fwd = getattr(lib, f"padded_msg_forward_{suffix}")
+        fwd.argtypes, fwd.restype = [lng] * 7 + [p] * 8 + [i], i
+        bwd = getattr(lib, f"padded_msg_backward_{suffix}")
+        bwd.argtypes, bwd.restype = [lng] * 7 + [p] * 11 + [i], i
 
 
 def library(m: str | None = None) -> ctypes.CDLL | None:

@@ -1,0 +1,321 @@
+/* The outer strategy of the channel-wise message product, fused, on the CPU (complex data).
+ *
+ * Compiled with full_cg.c (see so3net/kernels/native/build.py); the driver includes this file once
+ * per (REAL, SUFFIX). For the rows i < N of a padded neighbour list (slot k < d of row i holds
+ * source node src[i, k], or a value outside [0, n) for an empty slot) and every channel c < C, with
+ * the edge operand in factored form E[i, k, a, c] = s[i, k, l(a), c] Y[i, k, a] (a = (l, m), l(a) = l:
+ * Cormorant's Υ = scalars ⊗ spherical harmonics, never stored):
+ *
+ *   S[a, b]    = sum_k E[i, k, a, c] N[src[i, k], b, c]          (a < D1 = L1², b < D2: the outer products, summed)
+ *   z[i, r, c] = sum_{terms t of row r} w_t S[a_t, b_t]          (r < K: the sparse CG contraction W)
+ *
+ * and the gradients of a real loss (torch's convention for complex tensors; W is real):
+ *
+ *   gS[a, b]           = sum_{terms t with (a_t, b_t) = (a, b)} w_t gz[i, r_t, c]
+ *   gE[i, k, a, c]     = sum_b gS[a, b] conj(N[src[i, k], b, c])      (0 in empty slots)
+ *   gs[i, k, l, c]     = sum_{a of degree l} gE[i, k, a, c] conj(Y[i, k, a])
+ *   gY[i, k, a]        = sum_c gE[i, k, a, c] conj(s[i, k, l(a), c])
+ *   gN[src[i,k], b, c] += sum_a conj(E[i, k, a, c]) gS[a, b]
+ *
+ * S, gS and E live in a thread's scratch. Layouts (complex interleaved (re, im), element offsets):
+ * s (N, d, L1, C), Y (N, d, D1), N (n, D2, C) [packed node features], z (N, K, C) [the packed
+ * output], src (N, d) int64; W: rows [wrow[r], wrow[r+1]) of terms with scratch offset soff[t] =
+ * a_t 2 D2p + b_t and coefficient w[t] (D2p, D1p: D2, D1 rounded up to 16). The scratch is planar:
+ * row a of S holds D2p real parts then D2p imaginary parts; node rows are made planar (n, C,
+ * {re, im}, D2p) once per call. Inner loops run on GCC vectors of the widest width the compiler
+ * targets, their sums in registers over the slots (forward, gN) or over b (gE, from the transposed
+ * gS). Rows i are split over OpenMP threads; in the backward each thread sums its node gradients in a
+ * private buffer, added up at the end. Each function returns 0, or 1 when scratch memory could not
+ * be allocated.
+ */
+#ifndef SO3NET_PADDED_MSG
+#define SO3NET_PADDED_MSG
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+typedef int64_t pidx;
+#define PCAT_(a, b) a##_##b
+#define PCAT(a, b) PCAT_(a, b)
+#define PMSG_PAD(n) (((n) + 15) / 16 * 16)
+#define PMSG_TILE 4                     /* vectors summed in registers at once */
+#if defined(__AVX512F__)
+#define PMSG_VBYTES 64
+#elif defined(__AVX__)
+#define PMSG_VBYTES 32
+#else
+#define PMSG_VBYTES 16
+#endif
+#endif
+
+typedef REAL PCAT(pvec, SUFFIX) __attribute__((vector_size(PMSG_VBYTES), aligned(sizeof(REAL)), may_alias));
+#define PV PCAT(pvec, SUFFIX)
+#define PVW ((pidx)(PMSG_VBYTES / sizeof(REAL)))
+#define PLOAD(p) (*(const PV *)(p))
+#define PSTORE(p, v) (*(PV *)(p) = (v))
+
+/* Node features (n, D2, C) interleaved -> planar (n, C, {re, im}, D2p), zero-padded. */
+static void PCAT(pmsg_planar, SUFFIX)(pidx n, pidx D2, pidx D2p, pidx C, const REAL *node, REAL *np, int threads)
+{
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (pidx j = 0; j < n; ++j)
+        for (pidx c = 0; c < C; ++c) {
+            REAL *re = np + (j * C + c) * 2 * D2p, *im = re + D2p;
+            for (pidx b = 0; b < D2p; ++b) {
+                re[b] = b < D2 ? node[2 * ((j * D2 + b) * C + c)] : 0;
+                im[b] = b < D2 ? node[2 * ((j * D2 + b) * C + c) + 1] : 0;
+            }
+        }
+}
+
+/* The occupied slots of row i: their slot numbers and source nodes; returns how many. */
+static inline pidx PCAT(pmsg_slots, SUFFIX)(const pidx *src, pidx i, pidx d, pidx n, pidx *ks, pidx *js)
+{
+    pidx m = 0;
+    for (pidx k = 0; k < d; ++k) {
+        const pidx j = src[i * d + k];
+        if (j >= 0 && j < n) { ks[m] = k; js[m] = j; ++m; }
+    }
+    return m;
+}
+
+/* E[a][q] (interleaved) of channel c for the occupied slots ks[0..m) of row i: s[i, k, l(a), c] Y[i, k, a]. */
+static inline void PCAT(pmsg_edge, SUFFIX)(const REAL *s, const REAL *Y, pidx i, pidx d, pidx L1, pidx C, pidx c,
+                                           const pidx *ks, pidx m, REAL *Et)
+{
+    const pidx D1 = L1 * L1;
+    for (pidx l = 0, a = 0; l < L1; ++l)
+        for (pidx mm = 0; mm < 2 * l + 1; ++mm, ++a)
+            for (pidx q = 0; q < m; ++q) {
+                const pidx k = ks[q];
+                const REAL *sv = s + 2 * (((i * d + k) * L1 + l) * C + c), *yv = Y + 2 * ((i * d + k) * D1 + a);
+                Et[2 * (a * m + q)] = sv[0] * yv[0] - sv[1] * yv[1];
+                Et[2 * (a * m + q) + 1] = sv[0] * yv[1] + sv[1] * yv[0];
+            }
+}
+
+int PCAT(padded_msg_forward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, pidx n, pidx K,
+                                      const REAL *sc, const REAL *Y, const REAL *node, const pidx *src,
+                                      const pidx *wrow, const pidx *soff, const REAL *w, REAL *z, int threads)
+{
+    const pidx D1 = L1 * L1, D2p = PMSG_PAD(D2), NV = D2p / PVW;
+    REAL *np = malloc(sizeof(REAL) * (size_t)(n * C * 2 * D2p + 1));
+    if (!np) return 1;
+    PCAT(pmsg_planar, SUFFIX)(n, D2, D2p, C, node, np, threads);
+    int failed = 0;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        REAL *S = aligned_alloc(64, sizeof(REAL) * (size_t)(D1 * 2 * D2p));
+        REAL *Et = malloc(sizeof(REAL) * (size_t)(2 * D1 * d + 1));
+        pidx *ks = malloc(sizeof(pidx) * (size_t)(2 * d + 2)), *js = ks ? ks + d + 1 : NULL;
+        if (!S || !Et || !ks) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (pidx i = 0; i < N; ++i) {
+            if (!S || !Et || !ks) continue;
+            const pidx m = PCAT(pmsg_slots, SUFFIX)(src, i, d, n, ks, js);
+            for (pidx c = 0; c < C; ++c) {
+                PCAT(pmsg_edge, SUFFIX)(sc, Y, i, d, L1, C, c, ks, m, Et);
+                for (pidx a = 0; a < D1; ++a) {
+                    const REAL *ea = Et + 2 * a * m;
+                    for (pidx v0 = 0; v0 < NV; v0 += PMSG_TILE) {
+                        const pidx nv = NV - v0 < PMSG_TILE ? NV - v0 : PMSG_TILE;
+                        PV sr[PMSG_TILE] = {0}, si[PMSG_TILE] = {0};
+                        for (pidx q = 0; q < m; ++q) {
+                            const REAL er = ea[2 * q], ei = ea[2 * q + 1];
+                            const REAL *nr = np + (js[q] * C + c) * 2 * D2p + v0 * PVW, *ni = nr + D2p;
+                            for (pidx v = 0; v < nv; ++v) {
+                                const PV xr = PLOAD(nr + v * PVW), xi = PLOAD(ni + v * PVW);
+                                sr[v] += er * xr - ei * xi;
+                                si[v] += er * xi + ei * xr;
+                            }
+                        }
+                        for (pidx v = 0; v < nv; ++v) {
+                            PSTORE(S + a * 2 * D2p + (v0 + v) * PVW, sr[v]);
+                            PSTORE(S + a * 2 * D2p + D2p + (v0 + v) * PVW, si[v]);
+                        }
+                    }
+                }
+                REAL *zi = z + 2 * (i * K * C + c);
+                for (pidx r = 0; r < K; ++r) {
+                    REAL re = 0, im = 0;
+                    for (pidx t = wrow[r]; t < wrow[r + 1]; ++t) {
+                        re += w[t] * S[soff[t]];
+                        im += w[t] * S[soff[t] + D2p];
+                    }
+                    zi[2 * r * C] = re;
+                    zi[2 * r * C + 1] = im;
+                }
+            }
+        }
+        free(S);
+        free(Et);
+        free(ks);
+    }
+    free(np);
+    return failed;
+}
+
+int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, pidx n, pidx K,
+                                       const REAL *gz, const REAL *sc, const REAL *Y, const REAL *node,
+                                       const pidx *src, const pidx *wrow, const pidx *soff, const REAL *w,
+                                       REAL *gs, REAL *gY, REAL *gnode, int threads)
+{
+    const pidx D1 = L1 * L1, D2p = PMSG_PAD(D2), D1p = PMSG_PAD(D1), NV2 = D2p / PVW, NV1 = D1p / PVW;
+    const pidx nodesize = n * C * 2 * D2p, terms = wrow[K];
+    const int T = threads > 1 ? threads : 1, edge = gs || gY;
+    REAL *np = NULL, *acc = NULL;   /* planar nodes (for gs, gY); per-thread planar node gradients (for gN) */
+    pidx *toff = malloc(sizeof(pidx) * (size_t)(terms + 1));   /* term t in the transposed scratch: b 2 D1p + a */
+    if (!toff) return 1;
+    for (pidx t = 0; t < terms; ++t) {
+        const pidx a = soff[t] / (2 * D2p), b = soff[t] % (2 * D2p);
+        toff[t] = b * 2 * D1p + a;
+    }
+    if (edge) {
+        np = malloc(sizeof(REAL) * (size_t)(nodesize + 1));
+        if (!np) { free(toff); return 1; }
+        PCAT(pmsg_planar, SUFFIX)(n, D2, D2p, C, node, np, threads);
+    }
+    if (gnode) {
+        acc = calloc((size_t)T * (size_t)nodesize + 1, sizeof(REAL));
+        if (!acc) { free(np); free(toff); return 1; }
+    }
+    int failed = 0;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int me = 0;
+#ifdef _OPENMP
+        me = omp_get_thread_num();
+#endif
+        REAL *gS = aligned_alloc(64, sizeof(REAL) * (size_t)(D1 * 2 * D2p));      /* [a][re|im][b] */
+        REAL *gT = aligned_alloc(64, sizeof(REAL) * (size_t)(D2 * 2 * D1p));      /* [b][re|im][a] */
+        REAL *col = aligned_alloc(64, sizeof(REAL) * (size_t)(2 * D1p));          /* gE of one slot, planar */
+        REAL *Et = malloc(sizeof(REAL) * (size_t)(2 * D1 * d + 1));
+        pidx *ks = malloc(sizeof(pidx) * (size_t)(2 * d + 2)), *js = ks ? ks + d + 1 : NULL;
+        const int ok = gS && gT && col && Et && ks;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        REAL *mine = acc ? acc + (size_t)me * (size_t)nodesize : NULL;
+#pragma omp for schedule(static)
+        for (pidx i = 0; i < N; ++i) {
+            if (!ok) continue;
+            const pidx m = PCAT(pmsg_slots, SUFFIX)(src, i, d, n, ks, js);
+            if (gs) memset(gs + 2 * i * d * L1 * C, 0, sizeof(REAL) * (size_t)(2 * d * L1 * C));   /* empty slots: 0 */
+            if (gY) memset(gY + 2 * i * d * D1, 0, sizeof(REAL) * (size_t)(2 * d * D1));
+            for (pidx c = 0; c < C; ++c) {
+                const REAL *g = gz + 2 * (i * K * C + c);
+                if (gnode) memset(gS, 0, sizeof(REAL) * (size_t)(D1 * 2 * D2p));
+                if (edge) memset(gT, 0, sizeof(REAL) * (size_t)(D2 * 2 * D1p));
+                for (pidx r = 0; r < K; ++r) {
+                    const REAL gr = g[2 * r * C], gi = g[2 * r * C + 1];
+                    for (pidx t = wrow[r]; t < wrow[r + 1]; ++t) {
+                        if (gnode) { gS[soff[t]] += w[t] * gr; gS[soff[t] + D2p] += w[t] * gi; }
+                        if (edge) { gT[toff[t]] += w[t] * gr; gT[toff[t] + D1p] += w[t] * gi; }
+                    }
+                }
+                if (gnode) PCAT(pmsg_edge, SUFFIX)(sc, Y, i, d, L1, C, c, ks, m, Et);
+                for (pidx q = 0; q < m; ++q) {
+                    const pidx k = ks[q];
+                    if (edge) {                                                     /* gE_k = gS conj(N_k) */
+                        const REAL *nr = np + (js[q] * C + c) * 2 * D2p, *ni = nr + D2p;
+                        for (pidx v0 = 0; v0 < NV1; v0 += PMSG_TILE) {
+                            const pidx nv = NV1 - v0 < PMSG_TILE ? NV1 - v0 : PMSG_TILE;
+                            PV sr[PMSG_TILE] = {0}, si[PMSG_TILE] = {0};
+                            for (pidx b = 0; b < D2; ++b) {
+                                const REAL xr = nr[b], xi = ni[b];
+                                const REAL *tr = gT + b * 2 * D1p + v0 * PVW, *ti = tr + D1p;
+                                for (pidx v = 0; v < nv; ++v) {
+                                    const PV hr = PLOAD(tr + v * PVW), hi = PLOAD(ti + v * PVW);
+                                    sr[v] += hr * xr + hi * xi;
+                                    si[v] += hi * xr - hr * xi;
+                                }
+                            }
+                            for (pidx v = 0; v < nv; ++v) {
+                                PSTORE(col + (v0 + v) * PVW, sr[v]);
+                                PSTORE(col + D1p + (v0 + v) * PVW, si[v]);
+                            }
+                        }
+                        const REAL *yk = Y + 2 * (i * d + k) * D1;
+                        for (pidx l = 0, a = 0; l < L1; ++l) {
+                            const REAL *sv = sc + 2 * (((i * d + k) * L1 + l) * C + c);
+                            REAL re = 0, im = 0;
+                            for (pidx mm = 0; mm < 2 * l + 1; ++mm, ++a) {
+                                const REAL gr = col[a], gi = col[D1p + a], yr = yk[2 * a], yi = yk[2 * a + 1];
+                                re += gr * yr + gi * yi;                            /* gE conj(Y) */
+                                im += gi * yr - gr * yi;
+                                if (gY) {                                           /* gE conj(s) */
+                                    REAL *gy = gY + 2 * ((i * d + k) * D1 + a);
+                                    gy[0] += gr * sv[0] + gi * sv[1];
+                                    gy[1] += gi * sv[0] - gr * sv[1];
+                                }
+                            }
+                            if (gs) {
+                                REAL *o = gs + 2 * (((i * d + k) * L1 + l) * C + c);
+                                o[0] = re;
+                                o[1] = im;
+                            }
+                        }
+                    }
+                    if (gnode) {                                                    /* gN_j += sum_a conj(E_ak) gS_a */
+                        REAL *ar = mine + (js[q] * C + c) * 2 * D2p, *ai = ar + D2p;
+                        for (pidx v0 = 0; v0 < NV2; v0 += PMSG_TILE) {
+                            const pidx nv = NV2 - v0 < PMSG_TILE ? NV2 - v0 : PMSG_TILE;
+                            PV sr[PMSG_TILE], si[PMSG_TILE];
+                            for (pidx v = 0; v < nv; ++v) {
+                                sr[v] = PLOAD(ar + (v0 + v) * PVW);
+                                si[v] = PLOAD(ai + (v0 + v) * PVW);
+                            }
+                            for (pidx a = 0; a < D1; ++a) {
+                                const REAL er = Et[2 * (a * m + q)], ei = -Et[2 * (a * m + q) + 1];
+                                const REAL *hr = gS + a * 2 * D2p + v0 * PVW, *hi = hr + D2p;
+                                for (pidx v = 0; v < nv; ++v) {
+                                    const PV yr = PLOAD(hr + v * PVW), yi = PLOAD(hi + v * PVW);
+                                    sr[v] += er * yr - ei * yi;
+                                    si[v] += er * yi + ei * yr;
+                                }
+                            }
+                            for (pidx v = 0; v < nv; ++v) {
+                                PSTORE(ar + (v0 + v) * PVW, sr[v]);
+                                PSTORE(ai + (v0 + v) * PVW, si[v]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        free(gS);
+        free(gT);
+        free(col);
+        free(Et);
+        free(ks);
+    }
+    if (gnode && !failed) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+        for (pidx j = 0; j < n; ++j)
+            for (pidx c = 0; c < C; ++c)
+                for (pidx b = 0; b < D2; ++b) {
+                    REAL re = 0, im = 0;
+                    for (int t = 0; t < T; ++t) {
+                        const REAL *p = acc + (size_t)t * (size_t)nodesize + (j * C + c) * 2 * D2p;
+                        re += p[b];
+                        im += p[D2p + b];
+                    }
+                    gnode[2 * ((j * D2 + b) * C + c)] = re;
+                    gnode[2 * ((j * D2 + b) * C + c) + 1] = im;
+                }
+    }
+    free(acc);
+    free(np);
+    free(toff);
+    return failed;
+}
+#undef PV
+#undef PVW
+#undef PLOAD
+#undef PSTORE
