@@ -1,14 +1,15 @@
-"""The compiled fused message kernel (so3net/kernels/native/padded_msg.c, through
-``neighbour_message_product`` with an ``EdgeFactors`` operand under the "native" backend) against
-the outer strategy's torch ops (the "torch" backend), float64 and complex64: values, the gradients
-of all three operands, second order, threads, odd shapes (empty slots, rows without neighbours, one
-part), what it refuses, and the Cormorant model under both backends."""
+"""The compiled kernels of the Cormorant CG layer's neighbour sums, under the "native" backend,
+against the torch ops of the "torch" backend, float64 and complex64: the fused message kernel
+(so3net/kernels/native/padded_msg.c, ``neighbour_message_product`` of an ``EdgeFactors`` operand)
+and the atom-pair scalars (pair_dots.c, ``message.pair_dots``): values, gradients of every operand,
+second order, threads, odd shapes (empty slots, rows without neighbours, a missing part, lists of
+some atoms), what they refuse, and the Cormorant model under both backends."""
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
 from so3net.kernels import backend, native
-from so3net.kernels.message import EdgeFactors, Neighbours, fused, neighbour_message_product
+from so3net.kernels.message import EdgeFactors, Neighbours, fused, neighbour_message_product, pair_dots
 from so3net.models import Cormorant
 from so3net.plan import cg_plan
 
@@ -176,3 +177,48 @@ def test_cormorant_under_the_fused_kernel_equals_the_torch_ops():
         results.append((energies, forces, e1, f1, *[p.grad.clone() for p in model.parameters() if p.grad is not None]))
     for got, want in zip(*results):
         close(got.detach(), want.detach(), 1e-10)
+
+
+PARTS = ((0, 1), (1, 5), (6, 7))          # parts l = 0, 2, 3 of a vector with l = 1 absent
+
+
+@pytest.mark.parametrize("dtype,tol", [(C128, 1e-12), (torch.complex64, 2e-5)])
+@pytest.mark.parametrize("which", ["all", "buckets", "grouped"])
+def test_pair_dots_kernel_equals_the_torch_ops(dtype, tol, which):
+    _, whole, _, _, x = operands(3, 1, 3, 2, n_src=9, n_dst=9, num_edges=30, seed=10, dtype=dtype, present={0, 2, 3})
+    lists = {"all": [whole], "buckets": whole.buckets(3, min_saving=0.0, min_slots=1)}.get(which)
+    if lists is None:
+        order, lists = whole.grouped(3, min_saving=0.0, min_slots=1)
+        x = x.detach()[order].requires_grad_()
+    assert (which == "all") == (len(lists) == 1)
+    for nbrs in lists:
+        results = []
+        for name in ("native", "torch"):
+            with backend(name):
+                p = pair_dots(x, 3, PARTS, nbrs)
+            g = torch.randn(p.shape, dtype=dtype, generator=torch.Generator().manual_seed(3))
+            results.append((p.detach(), torch.autograd.grad(p, x, g)[0]))
+        assert p.shape == (*nbrs.src.shape, 9)
+        for got, want in zip(*results):
+            close(got, want, tol)
+        assert float(results[0][0][~nbrs.mask].abs().max()) == 0.0 if (~nbrs.mask).any() else True
+
+
+def test_pair_dots_to_any_order_and_on_threads():
+    _, nbrs, _, _, x = operands(3, 1, 3, 2, n_src=12, n_dst=12, num_edges=50, seed=11, present={0, 2, 3})
+
+    def loss(x):
+        with backend("native"):
+            return pair_dots(x, 3, PARTS, nbrs).abs().square().sum()
+    assert torch.autograd.gradcheck(loss, (x,))
+    assert torch.autograd.gradgradcheck(loss, (x,))
+    old = torch.get_num_threads()
+    try:
+        grads = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            grads.append(torch.autograd.grad(loss(x), x)[0])
+    finally:
+        torch.set_num_threads(old)
+    for g in grads[1:]:
+        close(g, grads[0], 1e-13)

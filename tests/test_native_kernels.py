@@ -135,7 +135,7 @@ def test_a_failing_compilation_reports_the_compiler_output(fresh, tmp_path):
     fresh.setenv("CC", str(cc))
     fresh.setenv("SO3NET_CACHE_DIR", str(tmp_path / "cache"))
     fresh.setenv("SO3NET_CPU_KERNELS", "native")
-    with pytest.raises(RuntimeError, match="(?s)compiling full_cg.c, zip_cg.c, padded_msg.c with .* failed.*boom: bad flag"):
+    with pytest.raises(RuntimeError, match="(?s)compiling full_cg.c, zip_cg.c, padded_msg.c, pair_dots.c with .* failed.*boom: bad flag"):
         native.library()
 
 

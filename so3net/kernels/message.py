@@ -47,7 +47,7 @@ from . import dispatch
 
 __all__ = ["uniform_channels", "channelwise_square_plan", "OuterContraction", "outer_contraction", "Neighbours",
            "batched_matmul", "strategy", "covers", "channelwise_product", "row_product", "padded_message_product",
-           "message_passing_product", "neighbour_message_product", "fused", "EdgeFactors"]
+           "message_passing_product", "neighbour_message_product", "fused", "EdgeFactors", "pair_dots"]
 
 
 def strategy(like: torch.Tensor, backend: str | None = None) -> str:
@@ -643,3 +643,60 @@ def neighbour_message_product(edge: torch.Tensor | EdgeFactors, node: torch.Tens
     edge = edge.materialize() if factored else edge
     _check_data(plan, edge, node)
     return padded_message_product(edge, nbrs.sources(node, C) if sources is None else sources, plan)
+
+
+
+def _pair_dots_by_torch_ops(node: torch.Tensor, channels: int, parts, sources: torch.Tensor,
+                            rows: torch.Tensor | Neighbours | None) -> torch.Tensor:
+    """:func:`pair_dots` by one batched matmul ``sources @ (conj(F_i) per part)`` over (channel, node)."""
+    C, N, d, D = sources.shape
+    member = torch.zeros(D, len(parts), dtype=sources.real.dtype, device=sources.device)
+    for i, (first, size) in enumerate(parts):
+        member[first:first + size, i] = 1
+    if isinstance(rows, Neighbours):
+        node = rows.at_rows(node)
+    elif rows is not None:
+        node = node.index_select(0, rows)
+    per_part = node.reshape(N, D, C).permute(2, 0, 1).conj()[..., None] * member     # (C, N, D, parts)
+    dots = batched_matmul(sources.reshape(C * N, d, D), per_part.reshape(C * N, D, len(parts)))
+    return dots.reshape(C, N, d, len(parts)).permute(1, 2, 3, 0).flatten(2)
+
+
+class _PairDots(torch.autograd.Function):
+    """:func:`pair_dots` by the compiled kernel (``native/pair_dots.c``): no gathered sources. The
+    backward runs the kernel, or, when the graph of the gradient is recorded, the torch ops
+    (``node`` is the only input, so their gradient is the one wanted), to any order."""
+
+    @staticmethod
+    def forward(ctx, node, channels, parts, nbrs):
+        from . import native
+        first, size = (torch.as_tensor([p[i] for p in parts], dtype=torch.int64) for i in (0, 1))
+        ctx.save_for_backward(node)
+        ctx.meta = (channels, parts, nbrs, first, size)
+        return native.pair_dots_forward(native.library("native"), node, channels, nbrs.rows().contiguous(),
+                                        nbrs.src, first, size)
+
+    @staticmethod
+    def backward(ctx, grad):
+        from . import native
+        (node,) = ctx.saved_tensors
+        channels, parts, nbrs, first, size = ctx.meta
+        if torch.is_grad_enabled():
+            dots = _pair_dots_by_torch_ops(node, channels, parts, nbrs.sources(node, channels), nbrs)
+            return torch.autograd.grad(dots, node, grad, create_graph=True)[0], None, None, None
+        return (native.pair_dots_backward(native.library("native"), grad, node, channels, nbrs.rows().contiguous(),
+                                          nbrs.src, first, size), None, None, None)
+
+
+def pair_dots(node: torch.Tensor, channels: int, parts, nbrs: Neighbours, sources: torch.Tensor | None = None) -> torch.Tensor:
+    """Atom-pair scalars ``P[i, k, p, c] = Σ_m conj(F_i[p, m, c]) F_j[p, m, c]`` for every slot (i, k)
+    of ``nbrs`` (row i: node ``nbrs.rows()[i]``; j its k-th source; 0 in empty slots): packed node
+    features ``node (n, D C)``, ``parts`` the ``(first row, rows)`` of each present part ->
+    ``(N, d, len(parts) C)``, part major, channel minor. Complex data under the "native" backend
+    (:func:`fused`) takes the compiled kernel; otherwise one batched matmul over ``sources``
+    (default ``nbrs.sources(node, C)``)."""
+    parts = tuple((int(a), int(b)) for a, b in parts)
+    if fused(node):
+        return _PairDots.apply(node.resolve_conj().contiguous(), int(channels), parts, nbrs)
+    return _pair_dots_by_torch_ops(node, channels, parts, nbrs.sources(node, channels) if sources is None else sources,
+                                   nbrs)

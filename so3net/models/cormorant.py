@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..data.neighbors import radius_graph
-from ..kernels.message import EdgeFactors
+from ..kernels.message import EdgeFactors, fused
 from ..nn import (AtomMLP, BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, RadPolyTrig, SoftCutoff,
                   SymPowerReadout, edge_harmonics, edge_vectors, invariants, num_invariants, pair_dots,
                   smooth_switch)
@@ -199,7 +199,8 @@ class Cormorant(nn.Module):
         x = SO3vec.from_packed(x, (C,))
         edges, levels = [None] * len(lists), []
         for radial, edge_level, layer, norm in zip(self.radial, self.edge_levels, self.cg_layers, self.norms):
-            sources = [nbrs.sources(x.packed(), C) for nbrs in lists]
+            xp = x.packed()   # the compiled kernels read it in place; the torch ops share one gather per list
+            sources = [None] * len(lists) if fused(xp) else [nbrs.sources(xp, C) for nbrs in lists]
             edges = [edge_level(e, pair_dots(x, s, nbrs), radial(r), r, hard)
                      for e, s, nbrs, (r, hard, _) in zip(edges, sources, lists, geometry)]
             ups = [EdgeFactors(e, harmonics) for e, (_, _, harmonics) in zip(edges, geometry)]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from ..kernels.message import Neighbours, batched_matmul
+from ..kernels import message
+from ..kernels.message import Neighbours
 from ..sph import spherical_harmonics_all
 from ..types import SO3vec
 
@@ -38,28 +39,27 @@ def edge_harmonics(vec: torch.Tensor, lmax: int) -> torch.Tensor:
     return torch.cat(list(spherical_harmonics_all(lmax, vec).values()), -1)
 
 
-def pair_dots(x: SO3vec, sources: torch.Tensor, rows: torch.Tensor | Neighbours | None = None) -> torch.Tensor:
+def pair_dots(x: SO3vec, sources: torch.Tensor | None = None, rows: torch.Tensor | Neighbours | None = None) -> torch.Tensor:
     """Atom-pair scalars ``(F_i · F_j)_{l,c} = Σ_m conj(F_i^l[m, c]) F_j^l[m, c]`` for every slot.
 
-    ``x``: atom features (batch (n_atoms,)), C fragments in every present part; ``sources``: the slots'
-    source features as :meth:`Neighbours.sources` gives them, ``(C, N, d, D)``; ``rows``: the atom
-    of each of the N rows (``Neighbours.dst``, or the list itself, which reads consecutive rows as a
-    slice; None: all atoms in order). Returns complex
-    ``(N, d, n_l C)``, l major and channel minor (n_l present parts). Invariant because every D^l is
-    unitary. One batched matmul ``sources @ (conj(F_i) per part)`` over (channel, atom).
+    ``x``: atom features (batch (n_atoms,)), C fragments in every present part; ``rows``: the
+    neighbour list itself (a :class:`Neighbours`; its rows are read as it says), or the atom of each
+    of the N rows (``Neighbours.dst``; None: all atoms in order) with ``sources`` given;
+    ``sources``: the slots' source features as :meth:`Neighbours.sources` gives them, ``(C, N, d, D)``
+    (formed here when ``rows`` is a list and they are needed). Returns complex ``(N, d, n_l C)``, l
+    major and channel minor (n_l present parts). Invariant because every D^l is unitary. With a
+    list and complex data under the "native" backend the compiled kernel reads the features in
+    place (:func:`so3net.kernels.message.pair_dots`); otherwise one batched matmul ``sources @
+    (conj(F_i) per part)`` over (channel, atom).
     """
-    C, N, d, D = sources.shape
-    ls = [l for l, n in enumerate(x.tau) if n]
-    member = torch.zeros(D, len(ls), dtype=sources.real.dtype, device=sources.device)
-    first = 0
-    for i, l in enumerate(ls):
-        member[first:first + 2 * l + 1, i] = 1
-        first += 2 * l + 1
-    xp = x.packed()
+    C = next(n for n in x.tau if n)
+    parts, first = [], 0
+    for l, n in enumerate(x.tau):
+        if n:
+            parts.append((first, 2 * l + 1))
+            first += 2 * l + 1
     if isinstance(rows, Neighbours):
-        xp = rows.at_rows(xp)
-    elif rows is not None:
-        xp = xp.index_select(0, rows)
-    per_part = xp.reshape(N, D, C).permute(2, 0, 1).conj()[..., None] * member     # (C, N, D, n_l)
-    dots = batched_matmul(sources.reshape(C * N, d, D), per_part.reshape(C * N, D, len(ls)))
-    return dots.reshape(C, N, d, len(ls)).permute(1, 2, 3, 0).flatten(2)
+        return message.pair_dots(x.packed(), C, parts, rows, sources)
+    if sources is None:
+        raise ValueError("pair_dots needs the sources (Neighbours.sources) unless rows is the neighbour list")
+    return message._pair_dots_by_torch_ops(x.packed(), C, parts, sources, rows)

@@ -23,7 +23,7 @@ from .build import MODES, cpu_summary, library, mode, status
 from .layout import SUFFIX, Tables, ZipTables, tables
 
 __all__ = ["mode", "library", "status", "cpu_summary", "Tables", "ZipTables", "tables", "forward", "backward",
-           "message_forward", "message_backward", "MODES"]
+           "message_forward", "message_backward", "pair_dots_forward", "pair_dots_backward", "MODES"]
 
 
 def _ptr(t: torch.Tensor | None):
@@ -151,3 +151,40 @@ def message_backward(lib, gz: torch.Tensor, scalars: torch.Tensor, harmonics: to
     _run(function, *sizes, _ptr(gz), _ptr(scalars), _ptr(harmonics), _ptr(node), _ptr(src), *table,
          *(_ptr(g) for g in grads))
     return tuple(grads)
+
+
+
+def _dots_args(node: torch.Tensor, channels: int, rows: torch.Tensor, src: torch.Tensor, first: torch.Tensor,
+               size: torch.Tensor):
+    N, d = src.shape
+    if not node.is_complex() or node.dtype.to_real() not in SUFFIX or node.dim() != 2 or node.shape[1] % channels:
+        raise ValueError(f"node must be complex64/complex128 (n, D * {channels}), got {tuple(node.shape)} {node.dtype}")
+    if rows.shape != (N,) or any(t.dtype != torch.int64 for t in (rows, src, first, size)) or first.shape != size.shape:
+        raise ValueError("rows (N,), src (N, d), first and size (parts,) must be int64")
+    if any(t.device.type != "cpu" or not t.is_contiguous() or t.is_conj() for t in (node, rows, src, first, size)):
+        raise ValueError("the pair-dots kernel reads contiguous, unconjugated CPU tensors")
+    return (N, d, channels, node.shape[1] // channels, node.shape[0], first.shape[0])
+
+
+def pair_dots_forward(lib, node: torch.Tensor, channels: int, rows: torch.Tensor, src: torch.Tensor,
+                      first: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """``(N, d, parts C)``: ``pair_dots.c``'s Σ_m conj(X[row_i]) X[src_ik] per present part and channel."""
+    sizes = _dots_args(node, channels, rows, src, first, size)
+    out = torch.empty(sizes[0], sizes[1], sizes[5] * channels, dtype=node.dtype)
+    function = getattr(lib, f"pair_dots_forward_{SUFFIX[node.dtype.to_real()]}")
+    _run(function, *sizes, _ptr(node), _ptr(rows), _ptr(src), _ptr(first), _ptr(size), _ptr(out))
+    return out
+
+
+def pair_dots_backward(lib, grad: torch.Tensor, node: torch.Tensor, channels: int, rows: torch.Tensor,
+                       src: torch.Tensor, first: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``node`` (n, D C) for the gradient ``grad`` of :func:`pair_dots_forward`'s output."""
+    sizes = _dots_args(node, channels, rows, src, first, size)
+    grad = _dense(grad)
+    if grad.shape != (sizes[0], sizes[1], sizes[5] * channels) or grad.dtype != node.dtype:
+        raise ValueError(f"grad must be {(sizes[0], sizes[1], sizes[5] * channels)} {node.dtype}, got "
+                         f"{tuple(grad.shape)} {grad.dtype}")
+    out = torch.empty_like(node)
+    function = getattr(lib, f"pair_dots_backward_{SUFFIX[node.dtype.to_real()]}")
+    _run(function, *sizes, _ptr(grad), _ptr(node), _ptr(rows), _ptr(src), _ptr(first), _ptr(size), _ptr(out))
+    return out

@@ -1,4 +1,4 @@
-"""Compiling and loading the CG kernels (``full_cg.c``, ``zip_cg.c``, ``padded_msg.c``), and the mode switch.
+"""Compiling and loading the CPU kernels (``full_cg.c``, ``zip_cg.c``, ``padded_msg.c``, ``pair_dots.c``), and the mode switch.
 
 The sources are compiled on first use with the system C compiler (``cc``, or ``$CC`` split like a
 shell would; ``-O3 -march=native -fopenmp``) into ``~/.cache/so3net/native`` (or
@@ -32,14 +32,14 @@ __all__ = ["mode", "library", "status", "cpu_summary", "MODES"]
 
 MODES = ("auto", "native", "torch")
 _SOURCE = Path(__file__).with_name("full_cg.c")
-_SOURCES = (_SOURCE, _SOURCE.with_name("zip_cg.c"), _SOURCE.with_name("padded_msg.c"))
+_SOURCES = (_SOURCE, _SOURCE.with_name("zip_cg.c"), _SOURCE.with_name("padded_msg.c"), _SOURCE.with_name("pair_dots.c"))
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno")
 _VARIANTS = [f"#define FIXED_N2 {n}\n#define VARIANT n{n}\n#include \"full_cg.c\"\n#undef FIXED_N2\n#undef VARIANT\n"
              for n in FIXED_N2] + \
             [f"#define GENERIC_VBYTES {v}\n#define VARIANT any{v}\n#include \"full_cg.c\"\n#undef GENERIC_VBYTES\n"
              f"#undef VARIANT\n" for v in GENERIC]
 _DRIVER = "".join(f"#define REAL {real}\n#define SUFFIX {suffix}\n" + "".join(_VARIANTS)
-                  + '#include "zip_cg.c"\n#include "padded_msg.c"\n#undef REAL\n#undef SUFFIX\n'
+                  + '#include "zip_cg.c"\n#include "padded_msg.c"\n#include "pair_dots.c"\n#undef REAL\n#undef SUFFIX\n'
                   for real, suffix in (("float", "f32"), ("double", "f64")))
 _COMPILE_TIMEOUT_S = 300
 _ABI = 3                                  # SO3NET_NATIVE_ABI of full_cg.c: the layout of _Tables, _ZipTables
@@ -179,6 +179,10 @@ def _declare(lib: ctypes.CDLL) -> None:
         fwd.argtypes, fwd.restype = [lng] * 7 + [p] * 8 + [i], i
         bwd = getattr(lib, f"padded_msg_backward_{suffix}")
         bwd.argtypes, bwd.restype = [lng] * 7 + [p] * 11 + [i], i
+        fwd = getattr(lib, f"pair_dots_forward_{suffix}")
+        fwd.argtypes, fwd.restype = [lng] * 6 + [p] * 6 + [i], i
+        bwd = getattr(lib, f"pair_dots_backward_{suffix}")
+        bwd.argtypes, bwd.restype = [lng] * 6 + [p] * 7 + [i], i
 
 
 def library(m: str | None = None) -> ctypes.CDLL | None:

@@ -41,6 +41,7 @@ typedef int64_t pidx;
 #define PCAT(a, b) PCAT_(a, b)
 #define PMSG_PAD(n) (((n) + 15) / 16 * 16)
 #define PMSG_TILE 4                     /* vectors summed in registers at once */
+#define PMSG_PAD4(n) (((n) + 3) / 4 * 4)
 #if defined(__AVX512F__)
 #define PMSG_VBYTES 64
 #elif defined(__AVX__)
@@ -94,6 +95,7 @@ static inline void PCAT(pmsg_edge, SUFFIX)(const REAL *s, const REAL *Y, pidx i,
                 Et[2 * (a * m + q)] = sv[0] * yv[0] - sv[1] * yv[1];
                 Et[2 * (a * m + q) + 1] = sv[0] * yv[1] + sv[1] * yv[0];
             }
+    memset(Et + 2 * D1 * m, 0, sizeof(REAL) * (size_t)(2 * (PMSG_PAD4(D1) - D1) * m));   /* rows up to a multiple of 4 */
 }
 
 int PCAT(padded_msg_forward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, pidx n, pidx K,
@@ -108,7 +110,7 @@ int PCAT(padded_msg_forward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, p
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         REAL *S = aligned_alloc(64, sizeof(REAL) * (size_t)(D1 * 2 * D2p));
-        REAL *Et = malloc(sizeof(REAL) * (size_t)(2 * D1 * d + 1));
+        REAL *Et = malloc(sizeof(REAL) * (size_t)(2 * PMSG_PAD4(D1) * d + 1));
         pidx *ks = malloc(sizeof(pidx) * (size_t)(2 * d + 2)), *js = ks ? ks + d + 1 : NULL;
         if (!S || !Et || !ks) {
 #pragma omp atomic write
@@ -120,23 +122,24 @@ int PCAT(padded_msg_forward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, p
             const pidx m = PCAT(pmsg_slots, SUFFIX)(src, i, d, n, ks, js);
             for (pidx c = 0; c < C; ++c) {
                 PCAT(pmsg_edge, SUFFIX)(sc, Y, i, d, L1, C, c, ks, m, Et);
-                for (pidx a = 0; a < D1; ++a) {
-                    const REAL *ea = Et + 2 * a * m;
-                    for (pidx v0 = 0; v0 < NV; v0 += PMSG_TILE) {
-                        const pidx nv = NV - v0 < PMSG_TILE ? NV - v0 : PMSG_TILE;
-                        PV sr[PMSG_TILE] = {0}, si[PMSG_TILE] = {0};
+                for (pidx a0 = 0; a0 < D1; a0 += 4) {          /* rows a0..a0+3 (Et zero-padded), one vector at a time */
+                    const REAL *ea = Et + 2 * a0 * m;
+                    for (pidx v = 0; v < NV; ++v) {
+                        PV pr[4] = {0}, mr[4] = {0}, pi[4] = {0}, mi[4] = {0};
                         for (pidx q = 0; q < m; ++q) {
-                            const REAL er = ea[2 * q], ei = ea[2 * q + 1];
-                            const REAL *nr = np + (js[q] * C + c) * 2 * D2p + v0 * PVW, *ni = nr + D2p;
-                            for (pidx v = 0; v < nv; ++v) {
-                                const PV xr = PLOAD(nr + v * PVW), xi = PLOAD(ni + v * PVW);
-                                sr[v] += er * xr - ei * xi;
-                                si[v] += er * xi + ei * xr;
+                            const REAL *nr = np + (js[q] * C + c) * 2 * D2p + v * PVW;
+                            const PV xr = PLOAD(nr), xi = PLOAD(nr + D2p);
+                            for (int t = 0; t < 4; ++t) {
+                                const REAL er = ea[2 * (t * m + q)], ei = ea[2 * (t * m + q) + 1];
+                                pr[t] += er * xr;
+                                mr[t] += ei * xi;
+                                pi[t] += er * xi;
+                                mi[t] += ei * xr;
                             }
                         }
-                        for (pidx v = 0; v < nv; ++v) {
-                            PSTORE(S + a * 2 * D2p + (v0 + v) * PVW, sr[v]);
-                            PSTORE(S + a * 2 * D2p + D2p + (v0 + v) * PVW, si[v]);
+                        for (int t = 0; t < 4 && a0 + t < D1; ++t) {
+                            PSTORE(S + (a0 + t) * 2 * D2p + v * PVW, pr[t] - mr[t]);
+                            PSTORE(S + (a0 + t) * 2 * D2p + D2p + v * PVW, pi[t] + mi[t]);
                         }
                     }
                 }
@@ -191,10 +194,10 @@ int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, 
 #ifdef _OPENMP
         me = omp_get_thread_num();
 #endif
-        REAL *gS = aligned_alloc(64, sizeof(REAL) * (size_t)(D1 * 2 * D2p));      /* [a][re|im][b] */
+        REAL *gS = aligned_alloc(64, sizeof(REAL) * (size_t)(PMSG_PAD4(D1) * 2 * D2p));   /* [a][re|im][b], zero rows to a multiple of 4 */
         REAL *gT = aligned_alloc(64, sizeof(REAL) * (size_t)(D2 * 2 * D1p));      /* [b][re|im][a] */
         REAL *col = aligned_alloc(64, sizeof(REAL) * (size_t)(2 * D1p));          /* gE of one slot, planar */
-        REAL *Et = malloc(sizeof(REAL) * (size_t)(2 * D1 * d + 1));
+        REAL *Et = malloc(sizeof(REAL) * (size_t)(2 * PMSG_PAD4(D1) * d + 1));
         pidx *ks = malloc(sizeof(pidx) * (size_t)(2 * d + 2)), *js = ks ? ks + d + 1 : NULL;
         const int ok = gS && gT && col && Et && ks;
         if (!ok) {
@@ -210,7 +213,7 @@ int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, 
             if (gY) memset(gY + 2 * i * d * D1, 0, sizeof(REAL) * (size_t)(2 * d * D1));
             for (pidx c = 0; c < C; ++c) {
                 const REAL *g = gz + 2 * (i * K * C + c);
-                if (gnode) memset(gS, 0, sizeof(REAL) * (size_t)(D1 * 2 * D2p));
+                if (gnode) memset(gS, 0, sizeof(REAL) * (size_t)(PMSG_PAD4(D1) * 2 * D2p));
                 if (edge) memset(gT, 0, sizeof(REAL) * (size_t)(D2 * 2 * D1p));
                 for (pidx r = 0; r < K; ++r) {
                     const REAL gr = g[2 * r * C], gi = g[2 * r * C + 1];
@@ -224,22 +227,31 @@ int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, 
                     const pidx k = ks[q];
                     if (edge) {                                                     /* gE_k = gS conj(N_k) */
                         const REAL *nr = np + (js[q] * C + c) * 2 * D2p, *ni = nr + D2p;
-                        for (pidx v0 = 0; v0 < NV1; v0 += PMSG_TILE) {
-                            const pidx nv = NV1 - v0 < PMSG_TILE ? NV1 - v0 : PMSG_TILE;
-                            PV sr[PMSG_TILE] = {0}, si[PMSG_TILE] = {0};
-                            for (pidx b = 0; b < D2; ++b) {
-                                const REAL xr = nr[b], xi = ni[b];
-                                const REAL *tr = gT + b * 2 * D1p + v0 * PVW, *ti = tr + D1p;
-                                for (pidx v = 0; v < nv; ++v) {
-                                    const PV hr = PLOAD(tr + v * PVW), hi = PLOAD(ti + v * PVW);
-                                    sr[v] += hr * xr + hi * xi;
-                                    si[v] += hi * xr - hr * xi;
-                                }
+                        for (pidx v = 0; v < NV1; ++v) {              /* b in pairs: eight independent sums */
+                            PV r0 = {0}, r1 = {0}, r2 = {0}, r3 = {0}, i0 = {0}, i1 = {0}, i2 = {0}, i3 = {0};
+                            pidx b = 0;
+                            for (; b + 1 < D2; b += 2) {
+                                const REAL *t0 = gT + b * 2 * D1p + v * PVW, *t1 = t0 + 2 * D1p;
+                                const PV h0r = PLOAD(t0), h0i = PLOAD(t0 + D1p), h1r = PLOAD(t1), h1i = PLOAD(t1 + D1p);
+                                r0 += h0r * nr[b];
+                                r1 += h0i * ni[b];
+                                i0 += h0i * nr[b];
+                                i1 += h0r * ni[b];
+                                r2 += h1r * nr[b + 1];
+                                r3 += h1i * ni[b + 1];
+                                i2 += h1i * nr[b + 1];
+                                i3 += h1r * ni[b + 1];
                             }
-                            for (pidx v = 0; v < nv; ++v) {
-                                PSTORE(col + (v0 + v) * PVW, sr[v]);
-                                PSTORE(col + D1p + (v0 + v) * PVW, si[v]);
+                            if (b < D2) {
+                                const REAL *t0 = gT + b * 2 * D1p + v * PVW;
+                                const PV h0r = PLOAD(t0), h0i = PLOAD(t0 + D1p);
+                                r0 += h0r * nr[b];
+                                r1 += h0i * ni[b];
+                                i0 += h0i * nr[b];
+                                i1 += h0r * ni[b];
                             }
+                            PSTORE(col + v * PVW, (r0 + r1) + (r2 + r3));
+                            PSTORE(col + D1p + v * PVW, (i0 - i1) + (i2 - i3));
                         }
                         const REAL *yk = Y + 2 * (i * d + k) * D1;
                         for (pidx l = 0, a = 0; l < L1; ++l) {
@@ -264,26 +276,25 @@ int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, 
                     }
                     if (gnode) {                                                    /* gN_j += sum_a conj(E_ak) gS_a */
                         REAL *ar = mine + (js[q] * C + c) * 2 * D2p, *ai = ar + D2p;
-                        for (pidx v0 = 0; v0 < NV2; v0 += PMSG_TILE) {
-                            const pidx nv = NV2 - v0 < PMSG_TILE ? NV2 - v0 : PMSG_TILE;
-                            PV sr[PMSG_TILE], si[PMSG_TILE];
-                            for (pidx v = 0; v < nv; ++v) {
-                                sr[v] = PLOAD(ar + (v0 + v) * PVW);
-                                si[v] = PLOAD(ai + (v0 + v) * PVW);
+                        for (pidx v = 0; v < NV2; ++v) {              /* a in pairs (rows zero-padded): eight sums */
+                            PV r0 = PLOAD(ar + v * PVW), i0 = PLOAD(ai + v * PVW);
+                            PV r1 = {0}, r2 = {0}, r3 = {0}, i1 = {0}, i2 = {0}, i3 = {0};
+                            for (pidx a = 0; a < D1; a += 2) {
+                                const REAL e0r = Et[2 * (a * m + q)], e0i = Et[2 * (a * m + q) + 1];
+                                const REAL e1r = Et[2 * ((a + 1) * m + q)], e1i = Et[2 * ((a + 1) * m + q) + 1];
+                                const REAL *h0 = gS + a * 2 * D2p + v * PVW, *h1 = h0 + 2 * D2p;
+                                const PV y0r = PLOAD(h0), y0i = PLOAD(h0 + D2p), y1r = PLOAD(h1), y1i = PLOAD(h1 + D2p);
+                                r0 += e0r * y0r;                             /* conj(e) y */
+                                r1 += e0i * y0i;
+                                i0 += e0r * y0i;
+                                i1 += e0i * y0r;
+                                r2 += e1r * y1r;
+                                r3 += e1i * y1i;
+                                i2 += e1r * y1i;
+                                i3 += e1i * y1r;
                             }
-                            for (pidx a = 0; a < D1; ++a) {
-                                const REAL er = Et[2 * (a * m + q)], ei = -Et[2 * (a * m + q) + 1];
-                                const REAL *hr = gS + a * 2 * D2p + v0 * PVW, *hi = hr + D2p;
-                                for (pidx v = 0; v < nv; ++v) {
-                                    const PV yr = PLOAD(hr + v * PVW), yi = PLOAD(hi + v * PVW);
-                                    sr[v] += er * yr - ei * yi;
-                                    si[v] += er * yi + ei * yr;
-                                }
-                            }
-                            for (pidx v = 0; v < nv; ++v) {
-                                PSTORE(ar + (v0 + v) * PVW, sr[v]);
-                                PSTORE(ai + (v0 + v) * PVW, si[v]);
-                            }
+                            PSTORE(ar + v * PVW, (r0 + r1) + (r2 + r3));
+                            PSTORE(ai + v * PVW, (i0 - i1) + (i2 - i3));
                         }
                     }
                 }
