@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from so3net.kernels import backend, native
-from so3net.kernels.message import EdgeFactors, Neighbours, fused, neighbour_message_product, pair_dots
+from so3net.kernels.message import (EdgeFactors, Neighbours, fused, higher_order, neighbour_message_product,
+                                    pair_dots)
 from so3net.models import Cormorant
 from so3net.plan import cg_plan
 
@@ -160,8 +161,10 @@ def test_what_takes_the_fused_kernel():
 
 
 def test_cormorant_under_the_fused_kernel_equals_the_torch_ops():
-    """Energies, forces and the weights' gradients of a force loss (second order: through the
-    outer strategy when the graph is recorded), float64, the fused kernel against torch ops."""
+    """Energies, forces and the weights' gradients of a force loss, float64: the compiled kernels
+    against torch ops. ``energy_and_forces(create_graph=True)`` evaluates under ``higher_order``
+    (torch ops); forces taken by hand with ``create_graph`` run the kernels forward and their
+    recorded-graph backward; ``create_graph=False`` runs the kernels both ways."""
     model = Cormorant("md17", num_channels=3, maxl=2, max_sh=2, num_cg_levels=2, readout_hidden=(8,)).double()
     g = torch.Generator().manual_seed(0)
     pos = torch.randn(14, 3, dtype=torch.float64, generator=g) * 1.3
@@ -170,13 +173,32 @@ def test_cormorant_under_the_fused_kernel_equals_the_torch_ops():
     results = []
     for name in ("native", "torch"):
         with backend(name):
-            model.zero_grad()
-            energies, forces = model.energy_and_forces(pos, species, batch, create_graph=True)
-            (energies.square().sum() + forces.square().sum()).backward()
-            e1, f1 = model.energy_and_forces(pos, species, batch, create_graph=False)
-        results.append((energies, forces, e1, f1, *[p.grad.clone() for p in model.parameters() if p.grad is not None]))
+            out = []
+            for by_hand in (False, True):
+                model.zero_grad()
+                if by_hand:
+                    p = pos.detach().requires_grad_()
+                    energies = model(p, species, batch)
+                    forces = -torch.autograd.grad(energies.sum(), p, create_graph=True)[0]
+                else:
+                    energies, forces = model.energy_and_forces(pos, species, batch, create_graph=True)
+                (energies.square().sum() + forces.square().sum()).backward()
+                out += [energies, forces, *[q.grad.clone() for q in model.parameters() if q.grad is not None]]
+            out += list(model.energy_and_forces(pos, species, batch, create_graph=False))
+        results.append(out)
     for got, want in zip(*results):
         close(got.detach(), want.detach(), 1e-10)
+
+
+def test_higher_order_evaluates_by_torch_ops():
+    plan, nbrs, s, y, x = operands(2, 1, 1, 1, n_src=5, n_dst=5, num_edges=12, seed=12)
+    with backend("native"):
+        assert fused(x)
+        with higher_order():
+            assert not fused(x)
+            z = neighbour_message_product(EdgeFactors(s, y), x, nbrs, plan)
+            assert type(z.grad_fn).__name__ != "_FusedMessageBackward"
+        assert fused(x)
 
 
 PARTS = ((0, 1), (1, 5), (6, 7))          # parts l = 0, 2, 3 of a vector with l = 1 absent

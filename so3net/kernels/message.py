@@ -35,7 +35,9 @@ evaluate the same plans per edge; tests compare them in float64.
 """
 from __future__ import annotations
 
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -47,7 +49,7 @@ from . import dispatch
 
 __all__ = ["uniform_channels", "channelwise_square_plan", "OuterContraction", "outer_contraction", "Neighbours",
            "batched_matmul", "strategy", "covers", "channelwise_product", "row_product", "padded_message_product",
-           "message_passing_product", "neighbour_message_product", "fused", "EdgeFactors", "pair_dots"]
+           "message_passing_product", "neighbour_message_product", "fused", "higher_order", "EdgeFactors", "pair_dots"]
 
 
 def strategy(like: torch.Tensor, backend: str | None = None) -> str:
@@ -613,12 +615,29 @@ def _partials_by_torch_ops(gz, scalars, harmonics, node, nbrs, plan, want) -> tu
     return gs, gy, gn
 
 
+_STATE = threading.local()
+
+
+@contextmanager
+def higher_order():
+    """``with higher_order():`` evaluates the neighbour sums by torch ops (:func:`fused` is False,
+    this thread only): for computations whose gradient will be differentiated again, e.g. forces
+    in a loss (``Cormorant.energy_and_forces(create_graph=True)`` uses it). The compiled kernels'
+    backward would then re-run the same torch ops to record the graph of the gradient."""
+    before = getattr(_STATE, "higher", False)
+    _STATE.higher = True
+    try:
+        yield
+    finally:
+        _STATE.higher = before
+
+
 def fused(like: torch.Tensor) -> bool:
-    """Whether :func:`neighbour_message_product` runs the compiled fused kernel on an
-    :class:`EdgeFactors` operand like ``like``: complex64/complex128 CPU data under the "native"
-    backend."""
+    """Whether :func:`neighbour_message_product` (of an :class:`EdgeFactors` operand) and
+    :func:`pair_dots` run the compiled kernels on tensors like ``like``: complex64/complex128 CPU
+    data under the "native" backend, outside :func:`higher_order`."""
     return (like.device.type == "cpu" and like.dtype in (torch.complex64, torch.complex128)
-            and dispatch.backend(device=like.device) == "native")
+            and not getattr(_STATE, "higher", False) and dispatch.backend(device=like.device) == "native")
 
 
 def neighbour_message_product(edge: torch.Tensor | EdgeFactors, node: torch.Tensor, nbrs: Neighbours, plan: CGPlan,

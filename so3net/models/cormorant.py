@@ -17,13 +17,14 @@ after ``.double()``).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import nn
 
 from ..data.neighbors import radius_graph
-from ..kernels.message import EdgeFactors, fused
+from ..kernels.message import EdgeFactors, fused, higher_order
 from ..nn import (AtomMLP, BesselBasis, CGLayer, EdgeLevel, Neighbours, PartNorm, RadPolyTrig, SoftCutoff,
                   SymPowerReadout, edge_harmonics, edge_vectors, invariants, num_invariants, pair_dots,
                   smooth_switch)
@@ -249,7 +250,7 @@ class Cormorant(nn.Module):
         """
         if create_graph is None:
             create_graph = self.training and torch.is_grad_enabled()
-        with torch.enable_grad():
+        with torch.enable_grad(), (higher_order() if create_graph else nullcontext()):
             pos = positions if positions.requires_grad else positions.detach().requires_grad_(True)
             energies = self(pos, species, batch)
             (grad,) = torch.autograd.grad(energies.sum(), pos, create_graph=create_graph)
