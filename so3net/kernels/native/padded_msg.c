@@ -25,8 +25,8 @@
  * {re, im}, D2p) once per call. Inner loops run on GCC vectors of the widest width the compiler
  * targets, their sums in registers over the slots (forward, gN) or over b (gE, from the transposed
  * gS). Rows i are split over OpenMP threads; in the backward each thread sums its node gradients in a
- * private buffer, added up at the end. Each function returns 0, or 1 when scratch memory could not
- * be allocated.
+ * private buffer (as many threads as such buffers fit in 512 MiB), added up at the end. Each function
+ * returns 0, or 1 when scratch memory could not be allocated.
  */
 #ifndef SO3NET_PADDED_MSG
 #define SO3NET_PADDED_MSG
@@ -42,6 +42,11 @@ typedef int64_t pidx;
 #define PMSG_PAD(n) (((n) + 15) / 16 * 16)
 #define PMSG_TILE 4                     /* vectors summed in registers at once */
 #define PMSG_PAD4(n) (((n) + 3) / 4 * 4)
+/* Threads of a backward with a private node-gradient buffer of `bytes` each: at most `threads`, and
+ * no more than fit in 512 MiB together (large systems on many cores run on fewer threads). */
+#define PMSG_BUDGET ((size_t)512 << 20)
+#define PMSG_THREADS(threads, bytes) ((int)((threads) <= 1 ? 1 : (size_t)(threads) * (size_t)(bytes) <= PMSG_BUDGET ? (threads) \
+    : (PMSG_BUDGET / (size_t)(bytes) > 1 ? PMSG_BUDGET / (size_t)(bytes) : 1)))
 #if defined(__AVX512F__)
 #define PMSG_VBYTES 64
 #elif defined(__AVX__)
@@ -170,7 +175,7 @@ int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, 
 {
     const pidx D1 = L1 * L1, D2p = PMSG_PAD(D2), D1p = PMSG_PAD(D1), NV2 = D2p / PVW, NV1 = D1p / PVW;
     const pidx nodesize = n * C * 2 * D2p, terms = wrow[K];
-    const int T = threads > 1 ? threads : 1, edge = gs || gY;
+    const int T = PMSG_THREADS(threads, nodesize * sizeof(REAL)), edge = gs || gY;
     REAL *np = NULL, *acc = NULL;   /* planar nodes (for gs, gY); per-thread planar node gradients (for gN) */
     pidx *toff = malloc(sizeof(pidx) * (size_t)(terms + 1));   /* term t in the transposed scratch: b 2 D1p + a */
     if (!toff) return 1;

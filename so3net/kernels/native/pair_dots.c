@@ -14,7 +14,8 @@
  *
  * Layouts (complex interleaved, element offsets): X and gX (n, D, C), P and G (N, d, np, C), row (N,),
  * src (N, d) int64, first and size (np,) int64. Rows i are split over OpenMP threads; each thread
- * sums its node gradients in a private buffer, added up at the end. Returns 0, or 1 when memory for
+ * sums its node gradients in a private buffer (as many threads as such buffers fit in 512 MiB),
+ * added up at the end. Returns 0, or 1 when memory for
  * the buffers could not be allocated.
  */
 #ifndef SO3NET_PAIR_DOTS
@@ -28,6 +29,11 @@
 typedef int64_t didx;
 #define DCAT_(a, b) a##_##b
 #define DCAT(a, b) DCAT_(a, b)
+/* Threads of the backward, each with a private node-gradient buffer of `bytes`: at most `threads`,
+ * and no more than fit in 512 MiB together. */
+#define PDOT_BUDGET ((size_t)512 << 20)
+#define PDOT_THREADS(threads, bytes) ((int)((threads) <= 1 ? 1 : (size_t)(threads) * (size_t)(bytes) <= PDOT_BUDGET ? (threads) \
+    : (PDOT_BUDGET / (size_t)(bytes) > 1 ? PDOT_BUDGET / (size_t)(bytes) : 1)))
 #endif
 
 int DCAT(pair_dots_forward, SUFFIX)(didx N, didx d, didx C, didx D, didx n, didx np, const REAL *X,
@@ -73,8 +79,8 @@ int DCAT(pair_dots_backward, SUFFIX)(didx N, didx d, didx C, didx D, didx n, did
                                       const REAL *X, const didx *row, const didx *src, const didx *first,
                                       const didx *size, REAL *gX, int threads)
 {
-    const int T = threads > 1 ? threads : 1;
     const size_t nodesize = (size_t)(2 * n * D * C);
+    const int T = PDOT_THREADS(threads, nodesize * sizeof(REAL));
     REAL *acc = calloc((size_t)T * nodesize + 1, sizeof(REAL));
     if (!acc) return 1;
 #pragma omp parallel num_threads(T) if (T > 1)
