@@ -27,8 +27,9 @@ use PASSIVE or one thread.
 Also printed: one level's message sum Σ_j (s_ij ⊗ Y_ij) ⊗cg F_j (forward + backward) on the model's
 edges (one padded list) by the three evaluations: the compiled fused kernel that the CG layers run
 under the "native" backend (``neighbour_message_product`` of ``EdgeFactors``), the outer strategy's
-torch ops (backend "torch": Υ formed, batched matmul, sparse contraction) and the kernels' per-edge
-product (``dispatch.message_passing_product``, Υ formed per edge).
+torch ops (backend "torch": Υ formed, batched matmul, sparse contraction) and the compiled kernels'
+per-edge product (``torch_cg.NATIVE.message_passing_product``, Υ formed per edge; what
+``dispatch.message_passing_product`` would run were it not routed to the outer strategy).
 On CUDA (when available): so3net's step time and molecules per second on the GPU (Triton kernels).
 
 Run: ``python benches/bench_cormorant.py [--molecules 25] [--steps 10] [--original-steps 3] [--threads 2]
@@ -51,7 +52,7 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from so3net.kernels import backend as kernels_backend, dispatch, message  # noqa: E402
+from so3net.kernels import backend as kernels_backend, dispatch, message, torch_cg  # noqa: E402
 from so3net.kernels.native import cpu_summary  # noqa: E402
 from so3net.models import Cormorant  # noqa: E402
 from so3net.plan import cg_plan  # noqa: E402
@@ -151,8 +152,8 @@ def aggregation_peer(model, inputs, repeats: int = 3) -> tuple[float, float, flo
     """Seconds for forward + backward of one level's message sum ``Σ_j (s_ij ⊗ Y_ij) ⊗cg F_j`` on the
     model's edges (one padded list; channel-wise plan, C channels, l <= maxl on both sides), random
     complex64 operands, gradients of the scalars, harmonics and node features: the compiled fused
-    kernel (backend "native"), the outer strategy's torch ops (backend "torch") and the kernels'
-    per-edge product (``dispatch.message_passing_product``, the CPU backend in force), same inputs."""
+    kernel (backend "native"), the outer strategy's torch ops (backend "torch") and the compiled
+    kernels' per-edge product (``torch_cg.NATIVE``), same inputs."""
     pos, species, batch = inputs
     cfg = model.config
     nbrs = model.neighbours(pos, batch)
@@ -176,7 +177,7 @@ def aggregation_peer(model, inputs, repeats: int = 3) -> tuple[float, float, flo
 
     def per_edge():
         edge = message.EdgeFactors(scalars, harmonics).materialize()[dst, slot].reshape(len(dst), plan.dim1)
-        out = dispatch.message_passing_product(edge, node, src, dst, plan, num_nodes=pos.shape[0])
+        out = torch_cg.NATIVE.message_passing_product(edge, node, src, dst, plan, None, pos.shape[0])
         torch.autograd.grad(out.abs().square().sum(), leaves)
     return tuple(min(timed(run, repeats, lambda: None)) for run in (by_backend("native"), by_backend("torch"), per_edge))
 
@@ -213,7 +214,7 @@ def main() -> None:
     if message.fused(inputs[0].to(torch.complex64)):
         fused_s, outer_s, edge_s = aggregation_peer(model, inputs)
         print(f"one level's message sum, fwd+bwd: fused kernel {fused_s * 1e3:7.1f} ms, outer strategy's torch ops "
-              f"{outer_s * 1e3:7.1f} ms ({outer_s / fused_s:.1f}x), per-edge product (backend {dispatch.backend()}) "
+              f"{outer_s * 1e3:7.1f} ms ({outer_s / fused_s:.1f}x), compiled per-edge product "
               f"{edge_s * 1e3:7.1f} ms ({edge_s / fused_s:.1f}x)")
     else:
         print(f"one level's message sum: the fused kernel needs the 'native' backend (in force: {dispatch.backend()})")
