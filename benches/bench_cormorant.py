@@ -42,8 +42,12 @@ import os
 import argparse  # noqa: E402
 import sys  # noqa: E402
 
-if __name__ == "__main__" and "--omp-wait-policy" in sys.argv[:-1]:   # read when torch starts its OpenMP runtime
-    os.environ["OMP_WAIT_POLICY"] = sys.argv[sys.argv.index("--omp-wait-policy") + 1]
+if __name__ == "__main__":   # read when torch starts its OpenMP runtime: set before importing it
+    for i, word in enumerate(sys.argv):
+        if word.startswith("--omp-wait-policy="):
+            os.environ["OMP_WAIT_POLICY"] = word.split("=", 1)[1]
+        elif word == "--omp-wait-policy" and i + 1 < len(sys.argv):
+            os.environ["OMP_WAIT_POLICY"] = sys.argv[i + 1]
 import importlib.util  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402

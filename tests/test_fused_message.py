@@ -244,3 +244,28 @@ def test_pair_dots_to_any_order_and_on_threads():
         torch.set_num_threads(old)
     for g in grads[1:]:
         close(g, grads[0], 1e-13)
+
+
+def test_slot_tables_of_any_integer_type_and_layout_and_lazy_views():
+    """int32 or transposed source tables and negated or conjugated views give what the torch ops
+    give (the kernels read contiguous int64 slots and plain data)."""
+    plan, nbrs, s, y, x = operands(2, 2, 2, 2, n_src=6, n_dst=6, num_edges=20, seed=13)
+    odd = Neighbours(nbrs.src.t().contiguous().t().to(torch.int32), nbrs.mask)
+    assert not odd.src.is_contiguous() or odd.src.dtype != torch.int64
+    node = torch._neg_view(-x.detach()).conj().conj()          # a lazily negated view of x
+    assert node.is_neg()
+    results = []
+    for name in ("native", "torch"):
+        with backend(name):
+            z = neighbour_message_product(EdgeFactors(s, y), node, odd, plan)
+            p = pair_dots(node, 2, ((0, 1), (1, 3), (4, 5)), odd)
+        results.append((z.detach(), p.detach(), *torch.autograd.grad(z.abs().sum() + p.abs().sum(), (s, y))))
+    for got, want in zip(*results):
+        close(got, want, 1e-12)
+
+
+def test_pair_dots_refuses_rows_outside_the_nodes():
+    x = torch.randn(4, 18, dtype=C128)
+    rows_beyond = Neighbours.from_edges(torch.tensor([0, 1, 2, 3]), torch.tensor([5, 5, 0, 1]), 6, 4)   # 6 rows, 4 nodes
+    with backend("native"), pytest.raises(ValueError, match="rows' nodes must lie in"):
+        pair_dots(x, 2, ((0, 1), (1, 3), (4, 5)), rows_beyond)

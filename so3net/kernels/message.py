@@ -515,6 +515,16 @@ def message_passing_product(edge: torch.Tensor, node: torch.Tensor, src: torch.T
 
 
 
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    """``t`` contiguous, with lazy conjugation and negation applied (what the compiled kernels read)."""
+    return t.resolve_conj().resolve_neg().contiguous()
+
+
+def _slots(nbrs: "Neighbours") -> torch.Tensor:
+    """The list's source slots as the compiled kernels read them: contiguous int64."""
+    return nbrs.src.to(torch.int64).contiguous()
+
+
 class _RowsByDegree(torch.autograd.Function):
     """``s.index_select(dim, l_of)`` with ``l_of = [l repeated 2l + 1 times, l < L1]``: one row of
     degree l per m. Its backward sums the 2l + 1 gradient rows of each l (torch's index_select
@@ -567,21 +577,21 @@ class _FusedMessage(torch.autograd.Function):
         from . import native
         con = outer_contraction(plan)
         ctx.save_for_backward(scalars, harmonics, node)
-        ctx.meta = (nbrs, plan)
-        return native.message_forward(native.library("native"), scalars, harmonics, node, nbrs.src,
+        ctx.meta = (nbrs, plan, _slots(nbrs))
+        return native.message_forward(native.library("native"), scalars, harmonics, node, ctx.meta[2],
                                       con.fused_rows(scalars.dtype), con.num_rows)
 
     @staticmethod
     def backward(ctx, gz):
         from . import native
         saved = ctx.saved_tensors
-        nbrs, plan = ctx.meta
+        nbrs, plan, src = ctx.meta
         want = tuple(ctx.needs_input_grad[:3])
         if torch.is_grad_enabled():
             return (*_partials_by_torch_ops(gz, *saved, nbrs, plan, want), None, None)
         con = outer_contraction(plan)
-        grads = native.message_backward(native.library("native"), gz, *saved, nbrs.src,
-                                        con.fused_rows(gz.dtype), con.num_rows, want)
+        grads = native.message_backward(native.library("native"), gz, *saved, src, con.fused_rows(gz.dtype),
+                                        con.num_rows, want)
         return (*grads, None, None)
 
 
@@ -635,7 +645,8 @@ def higher_order():
 def fused(like: torch.Tensor) -> bool:
     """Whether :func:`neighbour_message_product` (of an :class:`EdgeFactors` operand) and
     :func:`pair_dots` run the compiled kernels on tensors like ``like``: complex64/complex128 CPU
-    data under the "native" backend, outside :func:`higher_order`."""
+    data under the "native" backend, outside :func:`higher_order`. (The operands must then also
+    share one dtype and device; otherwise, and for a formed Υ, the torch ops run.)"""
     return (like.device.type == "cpu" and like.dtype in (torch.complex64, torch.complex128)
             and not getattr(_STATE, "higher", False) and dispatch.backend(device=like.device) == "native")
 
@@ -656,9 +667,9 @@ def neighbour_message_product(edge: torch.Tensor | EdgeFactors, node: torch.Tens
     if shape != (*nbrs.src.shape, con.dim1, C) or node.shape[1:] != (con.dim2 * C,):
         raise ValueError(f"plan {plan.tau1} x {plan.tau2} expects an edge operand {(*nbrs.src.shape, con.dim1, C)} and "
                          f"node (n, {con.dim2 * C}); got {tuple(shape)} and {tuple(node.shape)}")
-    if factored and fused(node) and edge.scalars.dtype == edge.harmonics.dtype == node.dtype:
-        s, y = (t.resolve_conj().contiguous() for t in (edge.scalars, edge.harmonics))
-        return _FusedMessage.apply(s, y, node.resolve_conj().contiguous(), nbrs, plan)
+    if (factored and fused(node) and edge.scalars.dtype == edge.harmonics.dtype == node.dtype
+            and edge.scalars.device == edge.harmonics.device == nbrs.src.device == node.device):
+        return _FusedMessage.apply(_plain(edge.scalars), _plain(edge.harmonics), _plain(node), nbrs, plan)
     edge = edge.materialize() if factored else edge
     _check_data(plan, edge, node)
     return padded_message_product(edge, nbrs.sources(node, C) if sources is None else sources, plan)
@@ -691,20 +702,19 @@ class _PairDots(torch.autograd.Function):
         from . import native
         first, size = (torch.as_tensor([p[i] for p in parts], dtype=torch.int64) for i in (0, 1))
         ctx.save_for_backward(node)
-        ctx.meta = (channels, parts, nbrs, first, size)
-        return native.pair_dots_forward(native.library("native"), node, channels, nbrs.rows().contiguous(),
-                                        nbrs.src, first, size)
+        ctx.meta = (channels, parts, nbrs, first, size, nbrs.rows().to(torch.int64).contiguous(), _slots(nbrs))
+        return native.pair_dots_forward(native.library("native"), node, channels, *ctx.meta[5:], first, size)
 
     @staticmethod
     def backward(ctx, grad):
         from . import native
         (node,) = ctx.saved_tensors
-        channels, parts, nbrs, first, size = ctx.meta
+        channels, parts, nbrs, first, size, rows, src = ctx.meta
         if torch.is_grad_enabled():
             dots = _pair_dots_by_torch_ops(node, channels, parts, nbrs.sources(node, channels), nbrs)
             return torch.autograd.grad(dots, node, grad, create_graph=True)[0], None, None, None
-        return (native.pair_dots_backward(native.library("native"), grad, node, channels, nbrs.rows().contiguous(),
-                                          nbrs.src, first, size), None, None, None)
+        return (native.pair_dots_backward(native.library("native"), grad, node, channels, rows, src, first, size),
+                None, None, None)
 
 
 def pair_dots(node: torch.Tensor, channels: int, parts, nbrs: Neighbours, sources: torch.Tensor | None = None) -> torch.Tensor:
@@ -715,7 +725,7 @@ def pair_dots(node: torch.Tensor, channels: int, parts, nbrs: Neighbours, source
     (:func:`fused`) takes the compiled kernel; otherwise one batched matmul over ``sources``
     (default ``nbrs.sources(node, C)``)."""
     parts = tuple((int(a), int(b)) for a, b in parts)
-    if fused(node):
-        return _PairDots.apply(node.resolve_conj().contiguous(), int(channels), parts, nbrs)
+    if fused(node) and nbrs.src.device == node.device:
+        return _PairDots.apply(_plain(node), int(channels), parts, nbrs)
     return _pair_dots_by_torch_ops(node, channels, parts, nbrs.sources(node, channels) if sources is None else sources,
                                    nbrs)

@@ -11,6 +11,10 @@ and reads the mode switch ``SO3NET_CPU_KERNELS`` = ``auto`` | ``native`` | ``tor
 (:func:`library`, :func:`status`); threads: ``torch.get_num_threads()``. float32/float64 and
 complex64/complex128 (interleaved; the CG coefficients are real in both bases) are covered; the
 kernels compute plain bilinear forms, the callers pass conjugated operands where a plan reads them.
+``padded_msg.c`` (the CG layer's message sum with a factored edge operand, in one pass per atom)
+and ``pair_dots.c`` (atom-pair scalars over a neighbour list) take complex64/complex128 data only
+(:func:`message_forward`, :func:`pair_dots_forward` and their backwards; used through
+:mod:`so3net.kernels.message`).
 """
 from __future__ import annotations
 
@@ -118,8 +122,9 @@ def _message_args(scalars: torch.Tensor, harmonics: torch.Tensor, node: torch.Te
         raise ValueError(f"node must be (n, D2 * {C}) of dtype {scalars.dtype}, got {tuple(node.shape)} {node.dtype}")
     if src.shape != (N, d) or src.dtype != torch.int64:
         raise ValueError(f"src must be int64 of shape {(N, d)}, got {tuple(src.shape)} {src.dtype}")
-    if any(t.device.type != "cpu" or not t.is_contiguous() or t.is_conj() for t in (scalars, harmonics, node, src)):
-        raise ValueError("the fused message kernel reads contiguous, unconjugated CPU tensors")
+    if any(t.device.type != "cpu" or not t.is_contiguous() or t.is_conj() or t.is_neg()
+           for t in (scalars, harmonics, node, src)):
+        raise ValueError("the fused message kernel reads contiguous CPU tensors without lazy conjugation or negation")
     wrow, soff, coef = rows
     return (N, d, C, L1, node.shape[1] // C, node.shape[0], num_rows), (_ptr(wrow), _ptr(soff), _ptr(coef))
 
@@ -161,8 +166,13 @@ def _dots_args(node: torch.Tensor, channels: int, rows: torch.Tensor, src: torch
         raise ValueError(f"node must be complex64/complex128 (n, D * {channels}), got {tuple(node.shape)} {node.dtype}")
     if rows.shape != (N,) or any(t.dtype != torch.int64 for t in (rows, src, first, size)) or first.shape != size.shape:
         raise ValueError("rows (N,), src (N, d), first and size (parts,) must be int64")
-    if any(t.device.type != "cpu" or not t.is_contiguous() or t.is_conj() for t in (node, rows, src, first, size)):
-        raise ValueError("the pair-dots kernel reads contiguous, unconjugated CPU tensors")
+    if any(t.device.type != "cpu" or not t.is_contiguous() or t.is_conj() or t.is_neg()
+           for t in (node, rows, src, first, size)):
+        raise ValueError("the pair-dots kernel reads contiguous CPU tensors without lazy conjugation or negation")
+    if N and (int(rows.min()) < 0 or int(rows.max()) >= node.shape[0]):
+        raise ValueError(f"the rows' nodes must lie in [0, {node.shape[0]}), got {int(rows.min())}..{int(rows.max())}")
+    if first.numel() and (int(first.min()) < 0 or int((first + size).max()) > node.shape[1] // channels):
+        raise ValueError(f"parts (first, size) must lie within the {node.shape[1] // channels} rows of a node")
     return (N, d, channels, node.shape[1] // channels, node.shape[0], first.shape[0])
 
 

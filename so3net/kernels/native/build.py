@@ -2,8 +2,8 @@
 
 The sources are compiled on first use with the system C compiler (``cc``, or ``$CC`` split like a
 shell would; ``-O3 -march=native -fopenmp``) into ``~/.cache/so3net/native`` (or
-``$SO3NET_CACHE_DIR/native``), keyed by the sources, the flags, the compiler and the CPU, loaded
-with ctypes, and their table layout checked against :mod:`.layout`'s structures. A build records
+``$SO3NET_CACHE_DIR/native``), keyed by the sources, the flags, the compiler command (all words of
+``$CC``) and version and the CPU, loaded with ctypes, and their table layout checked against :mod:`.layout`'s structures. A build records
 the SHA-256 of its library in ``full_cg-<key>.sha256`` (``sha256sum`` format, written atomically
 after the library, which is named by its checksum); a cached library is loaded only when it
 matches that record, and otherwise rebuilt with a warning (a truncated library gave SIGBUS on
@@ -97,8 +97,8 @@ def _cache_dir() -> Path:
 def _build() -> Path:
     cc = _compiler()
     version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    key = hashlib.sha256("\0".join([*(f.read_text() for f in _SOURCES), _DRIVER, " ".join(_FLAGS), version,
-                                    _cpu_signature()]).encode()).hexdigest()[:20]
+    key = hashlib.sha256("\0".join([*(f.read_text() for f in _SOURCES), _DRIVER, " ".join(_FLAGS), " ".join(cc),
+                                    version, _cpu_signature()]).encode()).hexdigest()[:20]
     cache = _cache_dir()
     record = cache / f"full_cg-{key}.sha256"
     verified = _verified(record)

@@ -17,14 +17,16 @@
  *   gY[i, k, a]        = sum_c gE[i, k, a, c] conj(s[i, k, l(a), c])
  *   gN[src[i,k], b, c] += sum_a conj(E[i, k, a, c]) gS[a, b]
  *
- * S, gS and E live in a thread's scratch. Layouts (complex interleaved (re, im), element offsets):
+ * S, gS (and its transpose), E and one slot's gE live in a thread's scratch. Layouts (complex interleaved (re, im), element offsets):
  * s (N, d, L1, C), Y (N, d, D1), N (n, D2, C) [packed node features], z (N, K, C) [the packed
  * output], src (N, d) int64; W: rows [wrow[r], wrow[r+1]) of terms with scratch offset soff[t] =
  * a_t 2 D2p + b_t and coefficient w[t] (D2p, D1p: D2, D1 rounded up to 16). The scratch is planar:
  * row a of S holds D2p real parts then D2p imaginary parts; node rows are made planar (n, C,
  * {re, im}, D2p) once per call. Inner loops run on GCC vectors of the widest width the compiler
- * targets, their sums in registers over the slots (forward, gN) or over b (gE, from the transposed
- * gS). Rows i are split over OpenMP threads; in the backward each thread sums its node gradients in a
+ * targets, their sums in registers: over the slots for four rows of S at once (forward), over b
+ * for one slot's gE (from the transposed gS), over a for one slot's gN (added to the thread's
+ * buffer once per slot); real and imaginary terms go to separate sums, so that the FMA chains
+ * are independent. Rows i are split over OpenMP threads; in the backward each thread sums its node gradients in a
  * private buffer (as many threads as such buffers fit in 512 MiB), added up at the end. Each function
  * returns 0, or 1 when scratch memory could not be allocated.
  */
