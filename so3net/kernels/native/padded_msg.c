@@ -105,27 +105,39 @@ static inline void PCAT(pmsg_edge, SUFFIX)(const REAL *s, const REAL *Y, pidx i,
     memset(Et + 2 * D1 * m, 0, sizeof(REAL) * (size_t)(2 * (PMSG_PAD4(D1) - D1) * m));   /* rows up to a multiple of 4 */
 }
 
+/* Offsets of the terms in a channel-interleaved scratch [a][b][c] (complex): a D2 + b, from soff. */
+static pidx *PCAT(pmsg_coff, SUFFIX)(const pidx *soff, pidx terms, pidx D2, pidx D2p)
+{
+    pidx *coff = malloc(sizeof(pidx) * (size_t)(terms + 1));
+    if (coff)
+        for (pidx t = 0; t < terms; ++t) coff[t] = soff[t] / (2 * D2p) * D2 + soff[t] % (2 * D2p);
+    return coff;
+}
+
 int PCAT(padded_msg_forward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, pidx n, pidx K,
                                       const REAL *sc, const REAL *Y, const REAL *node, const pidx *src,
                                       const pidx *wrow, const pidx *soff, const REAL *w, REAL *z, int threads)
 {
     const pidx D1 = L1 * L1, D2p = PMSG_PAD(D2), NV = D2p / PVW;
     REAL *np = malloc(sizeof(REAL) * (size_t)(n * C * 2 * D2p + 1));
-    if (!np) return 1;
+    pidx *coff = PCAT(pmsg_coff, SUFFIX)(soff, wrow[K], D2, D2p);
+    if (!np || !coff) { free(np); free(coff); return 1; }
     PCAT(pmsg_planar, SUFFIX)(n, D2, D2p, C, node, np, threads);
     int failed = 0;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         REAL *S = aligned_alloc(64, sizeof(REAL) * (size_t)(D1 * 2 * D2p));
+        REAL *Sall = malloc(sizeof(REAL) * (size_t)(2 * D1 * D2 * C + 1));      /* S of every channel, [a][b][c] */
         REAL *Et = malloc(sizeof(REAL) * (size_t)(2 * PMSG_PAD4(D1) * d + 1));
         pidx *ks = malloc(sizeof(pidx) * (size_t)(2 * d + 2)), *js = ks ? ks + d + 1 : NULL;
-        if (!S || !Et || !ks) {
+        const int ok = S && Sall && Et && ks;
+        if (!ok) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(static)
         for (pidx i = 0; i < N; ++i) {
-            if (!S || !Et || !ks) continue;
+            if (!ok) continue;
             const pidx m = PCAT(pmsg_slots, SUFFIX)(src, i, d, n, ks, js);
             for (pidx c = 0; c < C; ++c) {
                 PCAT(pmsg_edge, SUFFIX)(sc, Y, i, d, L1, C, c, ks, m, Et);
@@ -150,23 +162,30 @@ int PCAT(padded_msg_forward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, p
                         }
                     }
                 }
-                REAL *zi = z + 2 * (i * K * C + c);
-                for (pidx r = 0; r < K; ++r) {
-                    REAL re = 0, im = 0;
-                    for (pidx t = wrow[r]; t < wrow[r + 1]; ++t) {
-                        re += w[t] * S[soff[t]];
-                        im += w[t] * S[soff[t] + D2p];
+                for (pidx a = 0; a < D1; ++a)                  /* into the channel-interleaved scratch */
+                    for (pidx b = 0; b < D2; ++b) {
+                        Sall[2 * ((a * D2 + b) * C + c)] = S[a * 2 * D2p + b];
+                        Sall[2 * ((a * D2 + b) * C + c) + 1] = S[a * 2 * D2p + D2p + b];
                     }
-                    zi[2 * r * C] = re;
-                    zi[2 * r * C + 1] = im;
+            }
+            REAL *zi = z + 2 * i * K * C;                       /* z[i, r, :] = sum_t w_t S[a_t, b_t, :], all channels */
+            memset(zi, 0, sizeof(REAL) * (size_t)(2 * K * C));
+            for (pidx r = 0; r < K; ++r) {
+                REAL *zr = zi + 2 * r * C;
+                for (pidx t = wrow[r]; t < wrow[r + 1]; ++t) {
+                    const REAL wt = w[t], *st = Sall + 2 * coff[t] * C;
+#pragma omp simd
+                    for (pidx e = 0; e < 2 * C; ++e) zr[e] += wt * st[e];
                 }
             }
         }
         free(S);
+        free(Sall);
         free(Et);
         free(ks);
     }
     free(np);
+    free(coff);
     return failed;
 }
 
@@ -179,20 +198,16 @@ int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, 
     const pidx nodesize = n * C * 2 * D2p, terms = wrow[K];
     const int T = PMSG_THREADS(threads, nodesize * sizeof(REAL)), edge = gs || gY;
     REAL *np = NULL, *acc = NULL;   /* planar nodes (for gs, gY); per-thread planar node gradients (for gN) */
-    pidx *toff = malloc(sizeof(pidx) * (size_t)(terms + 1));   /* term t in the transposed scratch: b 2 D1p + a */
-    if (!toff) return 1;
-    for (pidx t = 0; t < terms; ++t) {
-        const pidx a = soff[t] / (2 * D2p), b = soff[t] % (2 * D2p);
-        toff[t] = b * 2 * D1p + a;
-    }
+    pidx *coff = PCAT(pmsg_coff, SUFFIX)(soff, terms, D2, D2p);   /* term t in the scratch [a][b][c] */
+    if (!coff) return 1;
     if (edge) {
         np = malloc(sizeof(REAL) * (size_t)(nodesize + 1));
-        if (!np) { free(toff); return 1; }
+        if (!np) { free(coff); return 1; }
         PCAT(pmsg_planar, SUFFIX)(n, D2, D2p, C, node, np, threads);
     }
     if (gnode) {
         acc = calloc((size_t)T * (size_t)nodesize + 1, sizeof(REAL));
-        if (!acc) { free(np); free(toff); return 1; }
+        if (!acc) { free(np); free(coff); return 1; }
     }
     int failed = 0;
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -204,9 +219,10 @@ int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, 
         REAL *gS = aligned_alloc(64, sizeof(REAL) * (size_t)(PMSG_PAD4(D1) * 2 * D2p));   /* [a][re|im][b], zero rows to a multiple of 4 */
         REAL *gT = aligned_alloc(64, sizeof(REAL) * (size_t)(D2 * 2 * D1p));      /* [b][re|im][a] */
         REAL *col = aligned_alloc(64, sizeof(REAL) * (size_t)(2 * D1p));          /* gE of one slot, planar */
+        REAL *gSall = calloc((size_t)(2 * D1 * D2 * C + 1), sizeof(REAL));          /* gS of every channel, [a][b][c] */
         REAL *Et = malloc(sizeof(REAL) * (size_t)(2 * PMSG_PAD4(D1) * d + 1));
         pidx *ks = malloc(sizeof(pidx) * (size_t)(2 * d + 2)), *js = ks ? ks + d + 1 : NULL;
-        const int ok = gS && gT && col && Et && ks;
+        const int ok = gS && gT && col && gSall && Et && ks;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -218,16 +234,31 @@ int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, 
             const pidx m = PCAT(pmsg_slots, SUFFIX)(src, i, d, n, ks, js);
             if (gs) memset(gs + 2 * i * d * L1 * C, 0, sizeof(REAL) * (size_t)(2 * d * L1 * C));   /* empty slots: 0 */
             if (gY) memset(gY + 2 * i * d * D1, 0, sizeof(REAL) * (size_t)(2 * d * D1));
-            for (pidx c = 0; c < C; ++c) {
-                const REAL *g = gz + 2 * (i * K * C + c);
-                if (gnode) memset(gS, 0, sizeof(REAL) * (size_t)(PMSG_PAD4(D1) * 2 * D2p));
-                if (edge) memset(gT, 0, sizeof(REAL) * (size_t)(D2 * 2 * D1p));
-                for (pidx r = 0; r < K; ++r) {
-                    const REAL gr = g[2 * r * C], gi = g[2 * r * C + 1];
-                    for (pidx t = wrow[r]; t < wrow[r + 1]; ++t) {
-                        if (gnode) { gS[soff[t]] += w[t] * gr; gS[soff[t] + D2p] += w[t] * gi; }
-                        if (edge) { gT[toff[t]] += w[t] * gr; gT[toff[t] + D1p] += w[t] * gi; }
-                    }
+            for (pidx r = 0; r < K; ++r) {                     /* gS[a, b, :] = sum_t w_t gz[i, r_t, :], all channels */
+                const REAL *gr = gz + 2 * (i * K + r) * C;
+                for (pidx t = wrow[r]; t < wrow[r + 1]; ++t) {
+                    const REAL wt = w[t];
+                    REAL *dst = gSall + 2 * coff[t] * C;
+#pragma omp simd
+                    for (pidx e = 0; e < 2 * C; ++e) dst[e] += wt * gr[e];
+                }
+            }
+            for (pidx c = 0; c < C; ++c) {                      /* channel c's gS planar, and transposed */
+                if (gnode) {
+                    memset(gS, 0, sizeof(REAL) * (size_t)(PMSG_PAD4(D1) * 2 * D2p));
+                    for (pidx a = 0; a < D1; ++a)
+                        for (pidx b = 0; b < D2; ++b) {
+                            gS[a * 2 * D2p + b] = gSall[2 * ((a * D2 + b) * C + c)];
+                            gS[a * 2 * D2p + D2p + b] = gSall[2 * ((a * D2 + b) * C + c) + 1];
+                        }
+                }
+                if (edge) {
+                    memset(gT, 0, sizeof(REAL) * (size_t)(D2 * 2 * D1p));
+                    for (pidx a = 0; a < D1; ++a)
+                        for (pidx b = 0; b < D2; ++b) {
+                            gT[b * 2 * D1p + a] = gSall[2 * ((a * D2 + b) * C + c)];
+                            gT[b * 2 * D1p + D1p + a] = gSall[2 * ((a * D2 + b) * C + c) + 1];
+                        }
                 }
                 if (gnode) PCAT(pmsg_edge, SUFFIX)(sc, Y, i, d, L1, C, c, ks, m, Et);
                 for (pidx q = 0; q < m; ++q) {
@@ -306,9 +337,12 @@ int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, 
                     }
                 }
             }
+            for (pidx t = 0; t < terms; ++t)                    /* the scratch back to zeros (only these were touched) */
+                memset(gSall + 2 * coff[t] * C, 0, sizeof(REAL) * (size_t)(2 * C));
         }
         free(gS);
         free(gT);
+        free(gSall);
         free(col);
         free(Et);
         free(ks);
@@ -330,7 +364,7 @@ int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, 
     }
     free(acc);
     free(np);
-    free(toff);
+    free(coff);
     return failed;
 }
 #undef PV
