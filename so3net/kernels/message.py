@@ -167,17 +167,15 @@ class OuterContraction:
         return W.reshape(self.num_rows, self.dim1 * self.dim2)
 
     def fused_rows(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """W's rows for the fused kernel (``native/padded_msg.c``): ``(wrow (K+1,), soff, coefficients)``
-        int64, int64 and the real dtype of ``dtype``; term t of row r reads the planar scratch at
-        ``a 2 D2p + b`` (D2p: dim2 rounded up to 16). Cached per dtype."""
+        """W's rows for the fused kernel (``native/padded_msg.c``): ``(wrow (K+1,), columns,
+        coefficients)``, int64, int64 and the real dtype of ``dtype``; row r's terms are
+        ``[wrow[r], wrow[r+1])``, term t at column ``a D2 + b`` of W. Cached per dtype."""
         real = dtype.to_real() if dtype.is_complex else dtype
         key = ("fused", real)
         if key not in self._cache:
-            d2p = (self.dim2 + 15) // 16 * 16
             rows, cols = np.nonzero(self.dense)            # row-major: rows ascending
-            a, b = np.divmod(cols, self.dim2)
             wrow = np.searchsorted(rows, np.arange(self.num_rows + 1))
-            self._cache[key] = (torch.as_tensor(wrow, dtype=torch.int64), torch.as_tensor(a * 2 * d2p + b, dtype=torch.int64),
+            self._cache[key] = (torch.as_tensor(wrow, dtype=torch.int64), torch.as_tensor(np.ascontiguousarray(cols), dtype=torch.int64),
                                 torch.as_tensor(self.dense[rows, cols], dtype=real))
         return self._cache[key]
 
@@ -514,7 +512,6 @@ def message_passing_product(edge: torch.Tensor, node: torch.Tensor, src: torch.T
                                   nbrs.sources(node, con.channels), plan)
 
 
-
 def _plain(t: torch.Tensor) -> torch.Tensor:
     """``t`` contiguous, with lazy conjugation and negation applied (what the compiled kernels read)."""
     return t.resolve_conj().resolve_neg().contiguous()
@@ -525,6 +522,16 @@ def _slots(nbrs: "Neighbours") -> torch.Tensor:
     return nbrs.src.to(torch.int64).contiguous()
 
 
+def _degree_of_rows(L1: int, device) -> torch.Tensor:
+    """``[l repeated 2l + 1 times, l < L1]``: the degree of each row of parts 0..L1-1 in order."""
+    return torch.as_tensor([l for l in range(L1) for _ in range(2 * l + 1)], device=device)
+
+
+def _sum_by_degree(t: torch.Tensor, dim: int, L1: int) -> torch.Tensor:
+    """The sums of the 2l + 1 rows of each degree l < L1 of ``t`` along ``dim`` (torch ops)."""
+    return torch.stack([t.narrow(dim, l * l, 2 * l + 1).sum(dim) for l in range(L1)], dim)
+
+
 class _RowsByDegree(torch.autograd.Function):
     """``s.index_select(dim, l_of)`` with ``l_of = [l repeated 2l + 1 times, l < L1]``: one row of
     degree l per m. Its backward sums the 2l + 1 gradient rows of each l (torch's index_select
@@ -533,13 +540,12 @@ class _RowsByDegree(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s: torch.Tensor, dim: int):
         ctx.meta = (dim, s.shape[dim])
-        l_of = torch.as_tensor([l for l in range(s.shape[dim]) for _ in range(2 * l + 1)], device=s.device)
-        return s.index_select(dim, l_of)
+        return s.index_select(dim, _degree_of_rows(s.shape[dim], s.device))
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         dim, L1 = ctx.meta
-        return torch.stack([g.narrow(dim, l * l, 2 * l + 1).sum(dim) for l in range(L1)], dim), None
+        return _sum_by_degree(g, dim, L1), None
 
 
 @dataclass(frozen=True)
@@ -612,11 +618,9 @@ def _partials_by_torch_ops(gz, scalars, harmonics, node, nbrs, plan, want) -> tu
     g_src = next(grads) if want[2] else None                                    # (C, N, d, D2)
     gs = gy = gn = None
     if want[0]:
-        gs = torch.stack([(g_edge[:, :, l * l:(l + 1) ** 2] * harmonics[:, :, l * l:(l + 1) ** 2, None].conj()).sum(2)
-                          for l in range(L1)], 2)
+        gs = _sum_by_degree(g_edge * harmonics[..., None].conj(), 2, L1)
     if want[1]:
-        l_of = torch.as_tensor([l for l in range(L1) for _ in range(2 * l + 1)], device=scalars.device)
-        gy = (g_edge * scalars.index_select(2, l_of).conj()).sum(-1)
+        gy = (g_edge * scalars.index_select(2, _degree_of_rows(L1, scalars.device)).conj()).sum(-1)
     if want[2]:
         n, D2 = node.shape[0], node.shape[1] // C
         flat = g_src.reshape(C, -1, D2)
@@ -675,7 +679,6 @@ def neighbour_message_product(edge: torch.Tensor | EdgeFactors, node: torch.Tens
     return padded_message_product(edge, nbrs.sources(node, C) if sources is None else sources, plan)
 
 
-
 def _pair_dots_by_torch_ops(node: torch.Tensor, channels: int, parts, sources: torch.Tensor,
                             rows: torch.Tensor | Neighbours | None) -> torch.Tensor:
     """:func:`pair_dots` by one batched matmul ``sources @ (conj(F_i) per part)`` over (channel, node)."""
@@ -717,15 +720,20 @@ class _PairDots(torch.autograd.Function):
                 None, None, None)
 
 
-def pair_dots(node: torch.Tensor, channels: int, parts, nbrs: Neighbours, sources: torch.Tensor | None = None) -> torch.Tensor:
-    """Atom-pair scalars ``P[i, k, p, c] = Σ_m conj(F_i[p, m, c]) F_j[p, m, c]`` for every slot (i, k)
-    of ``nbrs`` (row i: node ``nbrs.rows()[i]``; j its k-th source; 0 in empty slots): packed node
-    features ``node (n, D C)``, ``parts`` the ``(first row, rows)`` of each present part ->
-    ``(N, d, len(parts) C)``, part major, channel minor. Complex data under the "native" backend
-    (:func:`fused`) takes the compiled kernel; otherwise one batched matmul over ``sources``
-    (default ``nbrs.sources(node, C)``)."""
+def pair_dots(node: torch.Tensor, channels: int, parts, rows: Neighbours | torch.Tensor | None,
+              sources: torch.Tensor | None = None) -> torch.Tensor:
+    """Atom-pair scalars ``P[i, k, p, c] = Σ_m conj(F_i[p, m, c]) F_j[p, m, c]`` for every slot (i, k):
+    packed node features ``node (n, D C)``, ``parts`` the ``(first row, rows)`` of each present part
+    -> ``(N, d, len(parts) C)``, part major, channel minor. ``rows``: the neighbour list itself
+    (row i: node ``rows.rows()[i]``; j its k-th source; 0 in empty slots), or the node of each row
+    (None: all nodes in order) with ``sources`` (:meth:`Neighbours.sources`) given. A list and
+    complex data under the "native" backend (:func:`fused`) take the compiled kernel; otherwise one
+    batched matmul over ``sources`` (formed from a list when not given)."""
     parts = tuple((int(a), int(b)) for a, b in parts)
-    if fused(node) and nbrs.src.device == node.device:
-        return _PairDots.apply(_plain(node), int(channels), parts, nbrs)
-    return _pair_dots_by_torch_ops(node, channels, parts, nbrs.sources(node, channels) if sources is None else sources,
-                                   nbrs)
+    if isinstance(rows, Neighbours):
+        if fused(node) and rows.src.device == node.device:
+            return _PairDots.apply(_plain(node), int(channels), parts, rows)
+        sources = rows.sources(node, channels) if sources is None else sources
+    elif sources is None:
+        raise ValueError("pair_dots needs the sources (Neighbours.sources) unless rows is the neighbour list")
+    return _pair_dots_by_torch_ops(node, channels, parts, sources, rows)

@@ -58,8 +58,4 @@ def pair_dots(x: SO3vec, sources: torch.Tensor | None = None, rows: torch.Tensor
         if n:
             parts.append((first, 2 * l + 1))
             first += 2 * l + 1
-    if isinstance(rows, Neighbours):
-        return message.pair_dots(x.packed(), C, parts, rows, sources)
-    if sources is None:
-        raise ValueError("pair_dots needs the sources (Neighbours.sources) unless rows is the neighbour list")
-    return message._pair_dots_by_torch_ops(x.packed(), C, parts, sources, rows)
+    return message.pair_dots(x.packed(), C, parts, rows, sources)

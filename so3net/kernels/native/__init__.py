@@ -125,15 +125,17 @@ def _message_args(scalars: torch.Tensor, harmonics: torch.Tensor, node: torch.Te
     if any(t.device.type != "cpu" or not t.is_contiguous() or t.is_conj() or t.is_neg()
            for t in (scalars, harmonics, node, src)):
         raise ValueError("the fused message kernel reads contiguous CPU tensors without lazy conjugation or negation")
-    wrow, soff, coef = rows
-    return (N, d, C, L1, node.shape[1] // C, node.shape[0], num_rows), (_ptr(wrow), _ptr(soff), _ptr(coef))
+    wrow, cols, coef = rows
+    if not all(t.is_contiguous() and t.device.type == "cpu" for t in rows):
+        raise ValueError("the contraction tables (wrow, columns, coefficients) must be contiguous CPU tensors")
+    return (N, d, C, L1, node.shape[1] // C, node.shape[0], num_rows), (_ptr(wrow), _ptr(cols), _ptr(coef))
 
 
 def message_forward(lib, scalars: torch.Tensor, harmonics: torch.Tensor, node: torch.Tensor, src: torch.Tensor,
                     rows, num_rows: int) -> torch.Tensor:
     """``z (N, num_rows C)``: the fused outer strategy of ``padded_msg.c`` for the edge operand
     ``scalars (N, d, L1, C)`` ⊗ ``harmonics (N, d, L1²)``, packed nodes ``node (n, D2 C)``, slots
-    ``src (N, d)`` (outside [0, n): empty) and contraction ``rows`` = (wrow, soff, coefficients) of
+    ``src (N, d)`` (outside [0, n): empty) and contraction ``rows`` = (wrow, columns, coefficients) of
     :meth:`so3net.kernels.message.OuterContraction.fused_rows`."""
     sizes, table = _message_args(scalars, harmonics, node, src, rows, num_rows)
     out = torch.empty(sizes[0], num_rows * sizes[2], dtype=scalars.dtype)

@@ -33,6 +33,7 @@ __all__ = ["mode", "library", "status", "cpu_summary", "MODES"]
 MODES = ("auto", "native", "torch")
 _SOURCE = Path(__file__).with_name("full_cg.c")
 _SOURCES = (_SOURCE, _SOURCE.with_name("zip_cg.c"), _SOURCE.with_name("padded_msg.c"), _SOURCE.with_name("pair_dots.c"))
+_HEADERS = (_SOURCE.with_name("private_buffers.h"),)     # included by the sources: part of the cache key
 _FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-fno-math-errno")
 _VARIANTS = [f"#define FIXED_N2 {n}\n#define VARIANT n{n}\n#include \"full_cg.c\"\n#undef FIXED_N2\n#undef VARIANT\n"
              for n in FIXED_N2] + \
@@ -97,7 +98,7 @@ def _cache_dir() -> Path:
 def _build() -> Path:
     cc = _compiler()
     version = subprocess.run([*cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    key = hashlib.sha256("\0".join([*(f.read_text() for f in _SOURCES), _DRIVER, " ".join(_FLAGS), " ".join(cc),
+    key = hashlib.sha256("\0".join([*(f.read_text() for f in _SOURCES + _HEADERS), _DRIVER, " ".join(_FLAGS), " ".join(cc),
                                     version, _cpu_signature()]).encode()).hexdigest()[:20]
     cache = _cache_dir()
     record = cache / f"full_cg-{key}.sha256"

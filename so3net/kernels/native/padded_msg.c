@@ -19,8 +19,8 @@
  *
  * S, gS (and its transpose), E and one slot's gE live in a thread's scratch. Layouts (complex interleaved (re, im), element offsets):
  * s (N, d, L1, C), Y (N, d, D1), N (n, D2, C) [packed node features], z (N, K, C) [the packed
- * output], src (N, d) int64; W: rows [wrow[r], wrow[r+1]) of terms with scratch offset soff[t] =
- * a_t 2 D2p + b_t and coefficient w[t] (D2p, D1p: D2, D1 rounded up to 16). The scratch is planar:
+ * output], src (N, d) int64; W: rows [wrow[r], wrow[r+1]) of terms with column col[t] = a_t D2 + b_t
+ * (W's column) and coefficient w[t] (D2p, D1p below: D2, D1 rounded up to 16). The scratch is planar:
  * row a of S holds D2p real parts then D2p imaginary parts; node rows are made planar (n, C,
  * {re, im}, D2p) once per call. Inner loops run on GCC vectors of the widest width the compiler
  * targets, their sums in registers: over the slots for four rows of S at once (forward), over b
@@ -35,20 +35,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "private_buffers.h"
 typedef int64_t pidx;
 #define PCAT_(a, b) a##_##b
 #define PCAT(a, b) PCAT_(a, b)
 #define PMSG_PAD(n) (((n) + 15) / 16 * 16)
-#define PMSG_TILE 4                     /* vectors summed in registers at once */
 #define PMSG_PAD4(n) (((n) + 3) / 4 * 4)
-/* Threads of a backward with a private node-gradient buffer of `bytes` each: at most `threads`, and
- * no more than fit in 512 MiB together (large systems on many cores run on fewer threads). */
-#define PMSG_BUDGET ((size_t)512 << 20)
-#define PMSG_THREADS(threads, bytes) ((int)((threads) <= 1 ? 1 : (size_t)(threads) * (size_t)(bytes) <= PMSG_BUDGET ? (threads) \
-    : (PMSG_BUDGET / (size_t)(bytes) > 1 ? PMSG_BUDGET / (size_t)(bytes) : 1)))
 #if defined(__AVX512F__)
 #define PMSG_VBYTES 64
 #elif defined(__AVX__)
@@ -105,23 +97,13 @@ static inline void PCAT(pmsg_edge, SUFFIX)(const REAL *s, const REAL *Y, pidx i,
     memset(Et + 2 * D1 * m, 0, sizeof(REAL) * (size_t)(2 * (PMSG_PAD4(D1) - D1) * m));   /* rows up to a multiple of 4 */
 }
 
-/* Offsets of the terms in a channel-interleaved scratch [a][b][c] (complex): a D2 + b, from soff. */
-static pidx *PCAT(pmsg_coff, SUFFIX)(const pidx *soff, pidx terms, pidx D2, pidx D2p)
-{
-    pidx *coff = malloc(sizeof(pidx) * (size_t)(terms + 1));
-    if (coff)
-        for (pidx t = 0; t < terms; ++t) coff[t] = soff[t] / (2 * D2p) * D2 + soff[t] % (2 * D2p);
-    return coff;
-}
-
 int PCAT(padded_msg_forward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, pidx n, pidx K,
                                       const REAL *sc, const REAL *Y, const REAL *node, const pidx *src,
-                                      const pidx *wrow, const pidx *soff, const REAL *w, REAL *z, int threads)
+                                      const pidx *wrow, const pidx *coff, const REAL *w, REAL *z, int threads)
 {
     const pidx D1 = L1 * L1, D2p = PMSG_PAD(D2), NV = D2p / PVW;
     REAL *np = malloc(sizeof(REAL) * (size_t)(n * C * 2 * D2p + 1));
-    pidx *coff = PCAT(pmsg_coff, SUFFIX)(soff, wrow[K], D2, D2p);
-    if (!np || !coff) { free(np); free(coff); return 1; }
+    if (!np) return 1;
     PCAT(pmsg_planar, SUFFIX)(n, D2, D2p, C, node, np, threads);
     int failed = 0;
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -185,29 +167,26 @@ int PCAT(padded_msg_forward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, p
         free(ks);
     }
     free(np);
-    free(coff);
     return failed;
 }
 
 int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, pidx n, pidx K,
                                        const REAL *gz, const REAL *sc, const REAL *Y, const REAL *node,
-                                       const pidx *src, const pidx *wrow, const pidx *soff, const REAL *w,
+                                       const pidx *src, const pidx *wrow, const pidx *coff, const REAL *w,
                                        REAL *gs, REAL *gY, REAL *gnode, int threads)
 {
     const pidx D1 = L1 * L1, D2p = PMSG_PAD(D2), D1p = PMSG_PAD(D1), NV2 = D2p / PVW, NV1 = D1p / PVW;
     const pidx nodesize = n * C * 2 * D2p, terms = wrow[K];
-    const int T = PMSG_THREADS(threads, nodesize * sizeof(REAL)), edge = gs || gY;
+    const int T = SO3NET_BUFFER_THREADS(threads, nodesize * sizeof(REAL)), edge = gs || gY;
     REAL *np = NULL, *acc = NULL;   /* planar nodes (for gs, gY); per-thread planar node gradients (for gN) */
-    pidx *coff = PCAT(pmsg_coff, SUFFIX)(soff, terms, D2, D2p);   /* term t in the scratch [a][b][c] */
-    if (!coff) return 1;
     if (edge) {
         np = malloc(sizeof(REAL) * (size_t)(nodesize + 1));
-        if (!np) { free(coff); return 1; }
+        if (!np) return 1;
         PCAT(pmsg_planar, SUFFIX)(n, D2, D2p, C, node, np, threads);
     }
     if (gnode) {
         acc = calloc((size_t)T * (size_t)nodesize + 1, sizeof(REAL));
-        if (!acc) { free(np); free(coff); return 1; }
+        if (!acc) { free(np); return 1; }
     }
     int failed = 0;
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -364,7 +343,6 @@ int PCAT(padded_msg_backward, SUFFIX)(pidx N, pidx d, pidx C, pidx L1, pidx D2, 
     }
     free(acc);
     free(np);
-    free(coff);
     return failed;
 }
 #undef PV

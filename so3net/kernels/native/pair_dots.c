@@ -23,17 +23,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "private_buffers.h"
 typedef int64_t didx;
 #define DCAT_(a, b) a##_##b
 #define DCAT(a, b) DCAT_(a, b)
-/* Threads of the backward, each with a private node-gradient buffer of `bytes`: at most `threads`,
- * and no more than fit in 512 MiB together. */
-#define PDOT_BUDGET ((size_t)512 << 20)
-#define PDOT_THREADS(threads, bytes) ((int)((threads) <= 1 ? 1 : (size_t)(threads) * (size_t)(bytes) <= PDOT_BUDGET ? (threads) \
-    : (PDOT_BUDGET / (size_t)(bytes) > 1 ? PDOT_BUDGET / (size_t)(bytes) : 1)))
 #endif
 
 int DCAT(pair_dots_forward, SUFFIX)(didx N, didx d, didx C, didx D, didx n, didx np, const REAL *X,
@@ -80,7 +73,7 @@ int DCAT(pair_dots_backward, SUFFIX)(didx N, didx d, didx C, didx D, didx n, did
                                       const didx *size, REAL *gX, int threads)
 {
     const size_t nodesize = (size_t)(2 * n * D * C);
-    const int T = PDOT_THREADS(threads, nodesize * sizeof(REAL));
+    const int T = SO3NET_BUFFER_THREADS(threads, nodesize * sizeof(REAL));
     REAL *acc = calloc((size_t)T * nodesize + 1, sizeof(REAL));
     if (!acc) return 1;
 #pragma omp parallel num_threads(T) if (T > 1)
